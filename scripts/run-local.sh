@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Runs the whole stack on loopback without Docker: mariadbd, the worker pool
+# (spawn-fcgi + multiwatch + items-fcgi) and nginx, each from Debian's packages.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$REPO/scripts/lib/common.sh"
+
+usage() {
+  cat <<EOF
+usage: scripts/run-local.sh [--detach | --stop | --db stop|start | --help]
+
+Builds items-fcgi, initialises a throwaway MariaDB datadir, and starts
+mariadbd, the FastCGI worker pool and nginx on 127.0.0.1. Waits until
+GET /status answers 200, prints the URLs, and stops everything on Ctrl-C.
+As root it installs the Debian packages it needs.
+
+  (no option)    run in the foreground until Ctrl-C
+  --detach       start in the background; return once /status is OK
+  --stop         stop everything started under RUN_DIR
+  --db stop      stop only mariadbd (outage drills); --db start brings it back
+  --help         this text
+
+Environment (defaults in brackets):
+  HTTP_PORT      public port of nginx [8080]
+  METRICS_PORT   internal port of nginx serving /metrics [8081]
+  DB_PORT        mariadbd TCP port [3307]
+  FCGI_PORT      worker pool TCP port [9000]
+  FCGI_WORKERS   number of workers [number of CPUs]
+  API_TOKEN      token for writes [generated into RUN_DIR/api-token]
+  NO_TOKEN=1     start without a token: writes answer 403
+  RUN_DIR        state, logs and pid files [/tmp/items-local-\$UID]
+  BUILD_DIR      meson build directory [REPO/build]
+  ITEMS_FCGI     worker binary to run instead of building one
+
+Ports and settings are remembered in RUN_DIR/env for --stop and --db.
+EOF
+}
+
+# Settings: from the environment, else from a previous start under RUN_DIR.
+load_settings() {
+  RUN_DIR=${RUN_DIR:-/tmp/items-local-$(id -u)}
+  if [[ -f $RUN_DIR/env ]]; then
+    # shellcheck source=/dev/null
+    source "$RUN_DIR/env"
+  fi
+  HTTP_PORT=${HTTP_PORT:-${SAVED_HTTP_PORT:-8080}}
+  METRICS_PORT=${METRICS_PORT:-${SAVED_METRICS_PORT:-8081}}
+  DB_PORT=${DB_PORT:-${SAVED_DB_PORT:-3307}}
+  FCGI_PORT=${FCGI_PORT:-${SAVED_FCGI_PORT:-9000}}
+  FCGI_WORKERS=${FCGI_WORKERS:-${SAVED_FCGI_WORKERS:-$(nproc)}}
+  BUILD_DIR=${BUILD_DIR:-$REPO/build}
+  ITEMS_FCGI=${ITEMS_FCGI:-${SAVED_ITEMS_FCGI:-}}
+  DB_DIR=$RUN_DIR/db
+  # As root, the daemons drop to their own unprivileged users.
+  if ((EUID == 0)); then
+    DB_USER=mysql WORKER_USER=nobody
+  else
+    DB_USER=$(id -un) WORKER_USER=$(id -un)
+  fi
+}
+
+save_settings() {
+  cat >"$RUN_DIR/env" <<EOF
+SAVED_HTTP_PORT=$HTTP_PORT
+SAVED_METRICS_PORT=$METRICS_PORT
+SAVED_DB_PORT=$DB_PORT
+SAVED_FCGI_PORT=$FCGI_PORT
+SAVED_FCGI_WORKERS=$FCGI_WORKERS
+SAVED_ITEMS_FCGI=$ITEMS_FCGI
+EOF
+}
+
+check_ports_free() {
+  local name port
+  for name in HTTP_PORT METRICS_PORT DB_PORT FCGI_PORT; do
+    port=${!name}
+    if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+      die "$name=$port is not a port number"
+    fi
+    port_free "$port" || die "port $port ($name) is already in use on 127.0.0.1: choose another with $name=..."
+  done
+}
+
+build_worker() {
+  if [[ -n $ITEMS_FCGI ]]; then
+    [[ -x $ITEMS_FCGI ]] || die "ITEMS_FCGI=$ITEMS_FCGI is not an executable"
+    return
+  fi
+  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+    meson setup "$BUILD_DIR" "$REPO" >"$RUN_DIR/logs/build.log" 2>&1 ||
+      { cat "$RUN_DIR/logs/build.log" >&2; die "meson setup failed"; }
+  fi
+  meson compile -C "$BUILD_DIR" >>"$RUN_DIR/logs/build.log" 2>&1 ||
+    { cat "$RUN_DIR/logs/build.log" >&2; die "build failed"; }
+  ITEMS_FCGI=$BUILD_DIR/fcgi-app/items-fcgi
+}
+
+prepare_run_dir() {
+  mkdir -p "$RUN_DIR"/{logs,pids,nginx,api,html}
+  # The daemons' unprivileged users must reach their files.
+  chmod 755 "$RUN_DIR"
+  if ((EUID == 0)) && ! runuser -u "$WORKER_USER" -- test -x "$RUN_DIR"; then
+    die "RUN_DIR=$RUN_DIR is not reachable by user $WORKER_USER: use a directory whose parents are world-searchable"
+  fi
+  if [[ ! -s $RUN_DIR/db-password ]]; then
+    (umask 077 && random_secret >"$RUN_DIR/db-password")
+  fi
+  if [[ -n ${NO_TOKEN:-} ]]; then
+    rm -f "$RUN_DIR/api-token"
+  elif [[ -n ${API_TOKEN:-} ]]; then
+    (umask 077 && printf '%s\n' "$API_TOKEN" >"$RUN_DIR/api-token")
+  elif [[ ! -s $RUN_DIR/api-token ]]; then
+    (umask 077 && random_secret >"$RUN_DIR/api-token")
+    log "generated an API token in $RUN_DIR/api-token"
+  fi
+  touch "$RUN_DIR/logs/mariadb.log" "$RUN_DIR/logs/pool.log"
+  if ((EUID == 0)); then
+    chown "$WORKER_USER" "$RUN_DIR/db-password" "$RUN_DIR/api" "$RUN_DIR/logs/pool.log"
+    [[ -f $RUN_DIR/api-token ]] && chown "$WORKER_USER" "$RUN_DIR/api-token"
+    chown "$DB_USER" "$RUN_DIR/logs/mariadb.log"
+  fi
+  rm -rf "$RUN_DIR/html"
+  cp -R "$REPO/nginx/html" "$RUN_DIR/html"
+  chmod -R a+rX "$RUN_DIR/html"
+}
+
+mariadbd_args() {
+  printf '%s\n' --defaults-file="$REPO/mysql/my.cnf" \
+    --datadir="$DB_DIR/data" --socket="$DB_DIR/mysql.sock" \
+    --pid-file="$DB_DIR/mariadbd.pid" --log-error="$RUN_DIR/logs/mariadb.log" \
+    --bind-address=127.0.0.1 --port="$DB_PORT" --user="$DB_USER"
+}
+
+db_admin() { mariadb --no-defaults --socket="$DB_DIR/mysql.sock" -uroot "$@"; }
+
+start_db() {
+  local args pid
+  mapfile -t args < <(mariadbd_args)
+  setsid mariadbd "${args[@]}" </dev/null >>"$RUN_DIR/logs/mariadb.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$RUN_DIR/pids/mariadb.pid"
+  wait_until 60 "mariadbd to accept connections" db_ready "$pid" ||
+    { tail -n 30 "$RUN_DIR/logs/mariadb.log" >&2; die "mariadbd did not start"; }
+}
+
+db_ready() { pid_alive "$1" && db_admin -e 'SELECT 1'; }
+
+# A fresh datadir gets the schema, the seed and an application account
+# limited to what the API does (as in the db image).
+init_db() {
+  [[ -f $DB_DIR/initialised ]] && return 0
+  log "initialising a MariaDB datadir in $DB_DIR"
+  rm -rf "$DB_DIR"
+  mkdir -p "$DB_DIR/data"
+  ((EUID == 0)) && chown -R "$DB_USER" "$DB_DIR"
+  mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --user="$DB_USER" \
+    --auth-root-authentication-method=socket --skip-test-db \
+    >"$RUN_DIR/logs/mariadb-install.log" 2>&1 ||
+    { cat "$RUN_DIR/logs/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
+  start_db
+  local password
+  password=$(cat "$RUN_DIR/db-password")
+  db_admin <<EOF
+CREATE DATABASE items CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER 'items'@'127.0.0.1' IDENTIFIED BY '$password';
+CREATE USER 'items'@'localhost' IDENTIFIED BY '$password';
+GRANT SELECT, INSERT, UPDATE, DELETE ON items.* TO 'items'@'127.0.0.1', 'items'@'localhost';
+EOF
+  db_admin items <"$REPO/mysql/schema.sql"
+  db_admin items <"$REPO/mysql/seed.sql"
+  touch "$DB_DIR/initialised"
+}
+
+start_pool() {
+  local env_args=(
+    DB_HOST=127.0.0.1 DB_PORT="$DB_PORT" MYSQL_DATABASE=items MYSQL_USER=items
+    MYSQL_PASSWORD_FILE="$RUN_DIR/db-password"
+    FCGI_LISTEN="127.0.0.1:$FCGI_PORT" FCGI_WORKERS="$FCGI_WORKERS"
+    METRICS_FILE="$RUN_DIR/api/metrics" ITEMS_FCGI="$ITEMS_FCGI"
+  )
+  [[ -f $RUN_DIR/api-token ]] && env_args+=(API_TOKEN_FILE="$RUN_DIR/api-token")
+  ((EUID == 0)) && env_args+=(FCGI_USER="$WORKER_USER")
+  # env -i: the workers see only their documented configuration.
+  env -i PATH="$PATH" "${env_args[@]}" "$ITEMS_FCGI" --check-config >/dev/null ||
+    die "the worker refused its configuration (see above)"
+  setsid env -i PATH="$PATH" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+    "${env_args[@]}" "$REPO/fcgi-app/items-pool" </dev/null >>"$RUN_DIR/logs/pool.log" 2>&1 &
+  echo $! >"$RUN_DIR/pids/pool.pid"
+}
+
+start_nginx() {
+  export HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT"
+  export FCGI_UPSTREAM="127.0.0.1:$FCGI_PORT" STATIC_ROOT="$RUN_DIR/html"
+  export NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs"
+  # shellcheck disable=SC2016 # the list names variables for envsubst, not for the shell
+  envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_UPSTREAM} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR}' \
+    <"$REPO/nginx/nginx.conf.template" >"$RUN_DIR/nginx/nginx.conf"
+  cp "$REPO/nginx/items-fastcgi.conf" "$RUN_DIR/nginx/"
+  nginx -t -q -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" ||
+    die "nginx refused the rendered configuration $RUN_DIR/nginx/nginx.conf"
+  setsid nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" \
+    -g 'daemon off;' </dev/null >>"$RUN_DIR/logs/nginx-stderr.log" 2>&1 &
+  echo $! >"$RUN_DIR/pids/nginx.pid"
+}
+
+status_ok() { curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/status" | grep -q '"database_connection":"OK"'; }
+
+# Healthy means /status is OK through nginx; a daemon that died fails at once.
+wait_healthy() {
+  local deadline=$((SECONDS + 60)) name pid
+  until status_ok; do
+    for name in mariadb pool nginx; do
+      pid=$(cat "$RUN_DIR/pids/$name.pid" 2>/dev/null || true)
+      if ! pid_alive "$pid"; then
+        show_logs
+        die "$name exited during start-up"
+      fi
+    done
+    if ((SECONDS >= deadline)); then
+      show_logs
+      die "the stack did not become healthy within 60s"
+    fi
+    sleep 0.1
+  done
+}
+
+show_logs() {
+  local f
+  for f in "$RUN_DIR"/logs/*.log; do
+    [[ -s $f ]] || continue
+    printf '\n==> %s <==\n' "$f" >&2
+    tail -n 25 "$f" >&2
+  done
+}
+
+read_pid() { cat "$RUN_DIR/pids/$1.pid" 2>/dev/null || true; }
+
+stop_db() { stop_pid "$(read_pid mariadb)" mariadbd 60; rm -f "$RUN_DIR/pids/mariadb.pid"; }
+
+# Reverse order of start: the front first, so nothing new reaches the pool.
+stop_all() {
+  stop_pid "$(read_pid nginx)" nginx 15
+  stop_pid "$(read_pid pool)" "worker pool" 15
+  stop_db
+  rm -f "$RUN_DIR"/pids/*.pid
+}
+
+print_urls() {
+  cat <<EOF
+
+The stack is up:
+  page      http://127.0.0.1:$HTTP_PORT/
+  API       http://127.0.0.1:$HTTP_PORT/status  http://127.0.0.1:$HTTP_PORT/items
+  metrics   http://127.0.0.1:$METRICS_PORT/metrics   (internal listener)
+  token     $( [[ -f $RUN_DIR/api-token ]] && echo "in $RUN_DIR/api-token" || echo "none: writes are disabled")
+  logs      $RUN_DIR/logs/
+EOF
+}
+
+start_all() {
+  if pid_alive "$(read_pid nginx)" || pid_alive "$(read_pid pool)" || pid_alive "$(read_pid mariadb)"; then
+    die "a stack is already running under RUN_DIR=$RUN_DIR (stop it with --stop)"
+  fi
+  check_ports_free
+  ensure_stack_packages
+  prepare_run_dir
+  build_worker
+  save_settings
+  init_db
+  pid_alive "$(read_pid mariadb)" || start_db
+  start_pool
+  start_nginx
+  wait_healthy
+}
+
+main() {
+  local mode=foreground
+  case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    --detach) mode=detach ;;
+    --stop) mode=stop ;;
+    --db)
+      case "${2:-}" in
+        stop) mode=db-stop ;;
+        start) mode=db-start ;;
+        *) usage >&2; exit 2 ;;
+      esac
+      ;;
+    "") ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  load_settings
+  case $mode in
+    stop) stop_all; log "stopped" ;;
+    db-stop) stop_db; log "mariadbd stopped" ;;
+    db-start)
+      pid_alive "$(read_pid mariadb)" && die "mariadbd is already running"
+      start_db; log "mariadbd started" ;;
+    detach)
+      start_all
+      print_urls
+      ;;
+    foreground)
+      trap 'stop_all; exit 1' ERR
+      start_all
+      trap 'log "stopping"; stop_all; exit 0' INT TERM
+      print_urls
+      echo "  (Ctrl-C stops everything)"
+      while pid_alive "$(read_pid nginx)"; do sleep 1; done
+      log "nginx exited: stopping the rest"
+      stop_all
+      ;;
+  esac
+}
+
+main "$@"
