@@ -128,7 +128,7 @@ prepare_run_dir() {
 
 mariadbd_args() {
   printf '%s\n' --defaults-file="$REPO/mysql/my.cnf" \
-    --datadir="$DB_DIR/data" --socket="$DB_DIR/mysql.sock" \
+    --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --socket="$DB_DIR/mysql.sock" \
     --pid-file="$DB_DIR/mariadbd.pid" --log-error="$RUN_DIR/logs/mariadb.log" \
     --bind-address=127.0.0.1 --port="$DB_PORT" --user="$DB_USER"
 }
@@ -153,9 +153,10 @@ init_db() {
   [[ -f $DB_DIR/initialised ]] && return 0
   log "initialising a MariaDB datadir in $DB_DIR"
   rm -rf "$DB_DIR"
-  mkdir -p "$DB_DIR/data"
+  # A private tmpdir: concurrent stacks must not share MariaDB's temp files.
+  mkdir -p "$DB_DIR/data" "$DB_DIR/tmp"
   ((EUID == 0)) && chown -R "$DB_USER" "$DB_DIR"
-  mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --user="$DB_USER" \
+  mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --user="$DB_USER" \
     --auth-root-authentication-method=socket --skip-test-db \
     >"$RUN_DIR/logs/mariadb-install.log" 2>&1 ||
     { cat "$RUN_DIR/logs/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
@@ -197,7 +198,7 @@ start_nginx() {
   # shellcheck disable=SC2016 # the list names variables for envsubst, not for the shell
   envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_UPSTREAM} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR}' \
     <"$REPO/nginx/nginx.conf.template" >"$RUN_DIR/nginx/nginx.conf"
-  cp "$REPO/nginx/items-fastcgi.conf" "$RUN_DIR/nginx/"
+  cp "$REPO/nginx/items-fastcgi.conf" "$REPO/nginx/items-headers.conf" "$RUN_DIR/nginx/"
   nginx -t -q -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" ||
     die "nginx refused the rendered configuration $RUN_DIR/nginx/nginx.conf"
   setsid nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" \
@@ -293,13 +294,23 @@ main() {
   esac
   load_settings
   case $mode in
-    stop) stop_all; log "stopped" ;;
+    stop)
+      if ! compgen -G "$RUN_DIR/pids/*.pid" >/dev/null; then
+        log "nothing to stop under RUN_DIR=$RUN_DIR"
+        exit 0
+      fi
+      stop_all
+      log "stopped"
+      ;;
     db-stop) stop_db; log "mariadbd stopped" ;;
     db-start)
       pid_alive "$(read_pid mariadb)" && die "mariadbd is already running"
       start_db; log "mariadbd started" ;;
     detach)
+      # A start that fails half-way leaves nothing running.
+      trap 'stop_all' ERR
       start_all
+      trap - ERR
       print_urls
       ;;
     foreground)

@@ -12,18 +12,20 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include "db_gate.h"
 #include "log.h"
 
 /*
  * Timeouts, in seconds (the unit Connector/C takes). The API answers within
  * 2 s even when the database host drops packets: a connect attempt gives up
- * after 1 s, a read or write after 1 s, and a failed connect is not tried
- * again for DB_RETRY_DELAY, so that while the database is down requests get
- * their 503 at once instead of each waiting on a connect of its own.
+ * after 1 s, a read or write after 1 s. While the database is down, the
+ * pool-wide gate (db_gate.h) lets one worker probe it every DB_RETRY_DELAY
+ * and the others answer 503 at once, so service resumes within about
+ * DB_RETRY_DELAY + a connect after the database is back.
  */
 #define DB_CONNECT_TIMEOUT	1
 #define DB_IO_TIMEOUT		1
-#define DB_RETRY_DELAY		0.5
+#define DB_RETRY_DELAY		0.25
 /* A statement that failed on a lost connection is retried only if this was quick. */
 #define DB_RETRY_WINDOW		0.25
 
@@ -77,9 +79,18 @@ struct db {
 	bool			 ever_connected;
 	bool			 down;		/* an outage is under way (and logged) */
 	double			 down_since;
-	double			 retry_at;	/* no connect attempt before this */
+	struct db_gate_state	*gate;		/* shared by the pool; may be NULL */
 	struct db_row		 row;
 };
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static double
 now_seconds(void)
@@ -100,6 +111,7 @@ db_create(const struct config *config, struct metrics *metrics)
 		return NULL;
 	db->config = config;
 	db->metrics = metrics;
+	db->gate = metrics_db_gate(metrics);
 	return db;
 }
 
@@ -229,7 +241,6 @@ db_connect(struct db *db)
 	unsigned int connect_timeout = DB_CONNECT_TIMEOUT;
 	unsigned int io_timeout = DB_IO_TIMEOUT;
 	my_bool off = 0;
-	double now;
 
 	if (db->conn != NULL) {
 		if (!db_connection_closed_by_peer(db))
@@ -238,8 +249,8 @@ db_connect(struct db *db)
 		    "closed by the server while idle");
 		db_disconnect(db);
 	}
-	now = now_seconds();
-	if (now < db->retry_at)
+	/* The probe's lease outlasts a connect attempt that times out. */
+	if (!db_gate_try(db->gate, now_ms(), DB_CONNECT_TIMEOUT * 1000 + 500))
 		return DB_UNAVAILABLE;
 	db->conn = mysql_init(NULL);
 	if (db->conn == NULL) {
@@ -273,12 +284,13 @@ db_connect(struct db *db)
 	} else
 		log_info("database connection established to %s:%u",
 		    c->db_host, c->db_port);
+	db_gate_opened(db->gate);
 	db->ever_connected = true;
 	db->down = false;
 	return DB_OK;
 fail:
 	db_disconnect(db);
-	db->retry_at = now_seconds() + DB_RETRY_DELAY;
+	db_gate_failed(db->gate, now_ms(), (int64_t)(DB_RETRY_DELAY * 1000));
 	return DB_UNAVAILABLE;
 }
 
@@ -304,9 +316,16 @@ db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
 		    mysql_stmt_execute(stmt) == 0)
 			return DB_OK;
 		status = db_stmt_fail(db, id);
-		if (status != DB_UNAVAILABLE || db->conn != NULL ||
-		    !statements[id].idempotent || attempt > 0 ||
-		    now_seconds() - started > DB_RETRY_WINDOW)
+		if (status != DB_UNAVAILABLE || db->conn != NULL)
+			return status;
+		/* Lost slowly (a timeout): the server is not answering, so
+		 * spare the other workers a connect attempt of their own. */
+		if (now_seconds() - started > DB_RETRY_WINDOW) {
+			db_gate_failed(db->gate, now_ms(),
+			    (int64_t)(DB_RETRY_DELAY * 1000));
+			return status;
+		}
+		if (!statements[id].idempotent || attempt > 0)
 			return status;
 	}
 }
@@ -329,7 +348,7 @@ bind_longlong(MYSQL_BIND *b, int64_t *value)
 static void
 bind_string(MYSQL_BIND *b, const char *s, unsigned long *len, my_bool *null)
 {
-	*null = s == NULL;
+	*null = (my_bool)(s == NULL);
 	*len = s != NULL ? strlen(s) : 0;
 	b->buffer_type = MYSQL_TYPE_STRING;
 	b->buffer = (void *)s;
@@ -453,7 +472,7 @@ db_ping(struct db *db, const char **reason)
 }
 
 static int
-item_list_push(struct item_list *list, struct item *item)
+item_list_push(struct item_list *list, const struct item *item)
 {
 	struct item *items;
 	size_t cap;

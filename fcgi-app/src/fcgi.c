@@ -123,7 +123,8 @@ fcgi_respond(struct fcgi *f, const struct request *req,
 	    "%s%s%s"
 	    "%s%s%s"
 	    "%s%s%s"
-	    "%s",
+	    "%s"
+	    "\r\n",
 	    (int)resp->status, http_status_reason(resp->status),
 	    resp->body_len,
 	    resp->content_type ? "Content-Type: " : "",
@@ -136,13 +137,12 @@ fcgi_respond(struct fcgi *f, const struct request *req,
 	    resp->allow ? "Allow: " : "", resp->allow ? resp->allow : "",
 	    resp->allow ? "\r\n" : "",
 	    resp->www_authenticate ? "WWW-Authenticate: Bearer\r\n" : "");
-	if (n < 0 || (size_t)n >= sizeof(head) - 2) {
+	if (n < 0 || (size_t)n >= sizeof(head)) {
 		log_warnx("response header too long");
 		FCGX_Finish_r(&f->request);
 		return;
 	}
-	memcpy(head + n, "\r\n", 2);
-	FCGX_PutStr(head, n + 2, out);
+	FCGX_PutStr(head, n, out);
 	/* HEAD: the same header as GET, no body (RFC 9110 section 9.3.2). */
 	if (resp->body != NULL && req->method != HTTP_HEAD)
 		FCGX_PutStr(resp->body, (int)resp->body_len, out);

@@ -4,7 +4,7 @@
 #include "metrics.h"
 
 /* Plenty for the fixed set of series we export. */
-#define METRICS_BODY_MAX (1024 * 1024)
+#define METRICS_BODY_MAX ((size_t)1024 * 1024)
 
 /* GET /metrics (internal listener only): totals over every worker of the pool. */
 enum http_status

@@ -35,7 +35,7 @@ enum http_method {
 };
 
 /* Bodies larger than this are refused with 413 (the API contract). */
-#define HTTP_BODY_MAX (128 * 1024)
+#define HTTP_BODY_MAX ((size_t)128 * 1024)
 
 /* Every string is borrowed from the transport and lives until the response is written. */
 struct request {

@@ -30,8 +30,8 @@ static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t idle;
 
 /*
- * SIGTERM (what multiwatch -s TERM forwards), SIGINT, SIGUSR1 (multiwatch's
- * default): finish the request in flight, then leave. While waiting for a
+ * SIGUSR1 (what multiwatch sends its workers on shutdown), SIGTERM, SIGINT:
+ * finish the request in flight, then leave. While waiting for a
  * request the worker sits in accept(), which SA_RESTART would resume; closing
  * our copy of the listening socket makes that accept() fail instead, so the
  * worker leaves at once. close() is async-signal-safe; other workers keep

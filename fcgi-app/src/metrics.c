@@ -13,7 +13,7 @@
 #include "log.h"
 
 /* Bumped whenever the layout of struct metrics_shared changes. */
-#define METRICS_MAGIC 0x31766d6d65746901ULL
+#define METRICS_MAGIC 0x32766d6d65746901ULL
 
 static const int status_codes[METRICS_STATUS_SLOTS - 1] = {
 	200, 201, 204, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503,
@@ -42,6 +42,7 @@ struct metrics_shared {
 	_Atomic uint64_t db_reconnects;
 	_Atomic uint64_t worker_starts;
 	_Atomic int32_t	 worker_pids[METRICS_WORKER_SLOTS];
+	struct db_gate_state db_gate;
 };
 
 struct metrics {
@@ -130,6 +131,12 @@ metrics_close(struct metrics *m)
 		atomic_store(&m->shared->worker_pids[m->slot], 0);
 	munmap(m->shared, sizeof(*m->shared));
 	m->shared = NULL;
+}
+
+struct db_gate_state *
+metrics_db_gate(struct metrics *m)
+{
+	return m != NULL ? &m->shared->db_gate : NULL;
 }
 
 static int

@@ -2,7 +2,8 @@
  * Prometheus metrics shared by every worker of the pool. The workers are
  * separate processes (forked by multiwatch), so the counters live in a file
  * mapped by all of them (METRICS_FILE, on a tmpfs) and are updated with
- * atomic operations; any worker can render the totals.
+ * atomic operations; any worker can render the totals. The same file holds
+ * the few other words the workers share (the database gate, db_gate.h).
  */
 #ifndef ITEMS_METRICS_H
 #define ITEMS_METRICS_H
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "db_gate.h"
 #include "http.h"
 
 /* The routes of router.c, as metric labels. */
@@ -47,6 +49,9 @@ struct metrics;
 struct metrics	*metrics_open(const char *path);
 /* Releases the slot and unmaps; accepts NULL. */
 void		 metrics_close(struct metrics *m);
+
+/* The database gate's words, which live in the same shared file (NULL for a NULL handle). */
+struct db_gate_state *metrics_db_gate(struct metrics *m);
 
 void	metrics_record_request(struct metrics *m, enum route_id route,
 	    enum http_method method, int status, double seconds);

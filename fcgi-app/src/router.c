@@ -21,31 +21,37 @@ struct route_method {
 };
 
 struct route {
-	enum route_id	id;
 	const char	*path;		/* exact, or the prefix before {id} */
-	bool		 has_id;
-	bool		 internal_only;	/* only through the internal listener */
 	const char	*allow;		/* the Allow header of a 405 */
 	struct route_method methods[HTTP_METHOD_COUNT];
+	enum route_id	 id;
+	bool		 has_id;
+	bool		 internal_only;	/* only through the internal listener */
 };
 
 static const struct route routes[] = {
-	{ ROUTE_STATUS, "/status", false, false, "GET, HEAD", {
+	{ .id = ROUTE_STATUS, .path = "/status", .allow = "GET, HEAD",
+	  .methods = {
 		[HTTP_GET] = { status_get, 0 },
 		[HTTP_HEAD] = { status_get, 0 },
 	} },
-	{ ROUTE_ITEMS, "/items", false, false, "GET, HEAD, POST", {
+	{ .id = ROUTE_ITEMS, .path = "/items", .allow = "GET, HEAD, POST",
+	  .methods = {
 		[HTTP_GET] = { items_list, 0 },
 		[HTTP_HEAD] = { items_list, 0 },
 		[HTTP_POST] = { items_create, NEEDS_TOKEN | NEEDS_JSON_BODY },
 	} },
-	{ ROUTE_ITEM, "/items/", true, false, "GET, HEAD, PUT, DELETE", {
+	{ .id = ROUTE_ITEM, .path = "/items/", .has_id = true,
+	  .allow = "GET, HEAD, PUT, DELETE",
+	  .methods = {
 		[HTTP_GET] = { item_get, 0 },
 		[HTTP_HEAD] = { item_get, 0 },
 		[HTTP_PUT] = { item_replace, NEEDS_TOKEN | NEEDS_JSON_BODY },
 		[HTTP_DELETE] = { item_delete, NEEDS_TOKEN },
 	} },
-	{ ROUTE_METRICS, "/metrics", false, true, "GET, HEAD", {
+	{ .id = ROUTE_METRICS, .path = "/metrics", .internal_only = true,
+	  .allow = "GET, HEAD",
+	  .methods = {
 		[HTTP_GET] = { metrics_get, 0 },
 		[HTTP_HEAD] = { metrics_get, 0 },
 	} },
