@@ -137,6 +137,10 @@ db_admin() { mariadb --no-defaults --socket="$DB_DIR/mysql.sock" -uroot "$@"; }
 
 start_db() {
   local args pid
+  if [[ ! -d $DB_DIR/tmp ]]; then
+    mkdir -p "$DB_DIR/tmp"
+    ((EUID == 0)) && chown "$DB_USER" "$DB_DIR/tmp"
+  fi
   mapfile -t args < <(mariadbd_args)
   setsid mariadbd "${args[@]}" </dev/null >>"$RUN_DIR/logs/mariadb.log" 2>&1 &
   pid=$!

@@ -1,5 +1,6 @@
 #include "fcgi.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,44 +108,60 @@ fcgi_accept(struct fcgi *f, struct request *req)
 	return 0;
 }
 
+/* The CGI response header block (RFC 3875 section 6.3), built on the stack. */
+struct head {
+	char	data[512];
+	size_t	len;
+	bool	overflow;
+};
+
+/* Adds "name: value\r\n"; nothing when value is NULL or empty. */
+static void
+head_add(struct head *h, const char *name, const char *value)
+{
+	int n;
+
+	if (value == NULL || *value == '\0' || h->overflow)
+		return;
+	n = snprintf(h->data + h->len, sizeof(h->data) - h->len, "%s: %s\r\n",
+	    name, value);
+	if (n < 0 || (size_t)n >= sizeof(h->data) - h->len)
+		h->overflow = true;
+	else
+		h->len += (size_t)n;
+}
+
 void
 fcgi_respond(struct fcgi *f, const struct request *req,
     const struct response *resp)
 {
-	FCGX_Stream *out = f->request.out;
-	char head[512];
-	int n;
+	struct head h = { .len = 0, .overflow = false };
+	char status[64], length[32];
 
 	/* nginx turns the Status header into the HTTP status line. */
-	n = snprintf(head, sizeof(head),
-	    "Status: %d %s\r\n"
-	    "Content-Length: %zu\r\n"
-	    "%s%s%s"
-	    "%s%s%s"
-	    "%s%s%s"
-	    "%s%s%s"
-	    "%s"
-	    "\r\n",
-	    (int)resp->status, http_status_reason(resp->status),
-	    resp->body_len,
-	    resp->content_type ? "Content-Type: " : "",
-	    resp->content_type ? resp->content_type : "",
-	    resp->content_type ? "\r\n" : "",
-	    resp->location[0] ? "Location: " : "", resp->location,
-	    resp->location[0] ? "\r\n" : "",
-	    resp->link[0] ? "Link: " : "", resp->link,
-	    resp->link[0] ? "\r\n" : "",
-	    resp->allow ? "Allow: " : "", resp->allow ? resp->allow : "",
-	    resp->allow ? "\r\n" : "",
-	    resp->www_authenticate ? "WWW-Authenticate: Bearer\r\n" : "");
-	if (n < 0 || (size_t)n >= sizeof(head)) {
+	snprintf(status, sizeof(status), "%d %s", (int)resp->status,
+	    http_status_reason(resp->status));
+	head_add(&h, "Status", status);
+	/* A 204 carries no Content-Length at all (RFC 9110 section 8.6). */
+	if (resp->status != HTTP_NO_CONTENT) {
+		snprintf(length, sizeof(length), "%zu", resp->body_len);
+		head_add(&h, "Content-Length", length);
+	}
+	head_add(&h, "Content-Type", resp->content_type);
+	head_add(&h, "Location", resp->location);
+	head_add(&h, "Link", resp->link);
+	head_add(&h, "Allow", resp->allow);
+	if (resp->www_authenticate)
+		head_add(&h, "WWW-Authenticate", "Bearer");
+	if (h.overflow || h.len + 2 > sizeof(h.data)) {
 		log_warnx("response header too long");
 		FCGX_Finish_r(&f->request);
 		return;
 	}
-	FCGX_PutStr(head, n, out);
+	memcpy(h.data + h.len, "\r\n", 2);
+	FCGX_PutStr(h.data, (int)h.len + 2, f->request.out);
 	/* HEAD: the same header as GET, no body (RFC 9110 section 9.3.2). */
 	if (resp->body != NULL && req->method != HTTP_HEAD)
-		FCGX_PutStr(resp->body, (int)resp->body_len, out);
+		FCGX_PutStr(resp->body, (int)resp->body_len, f->request.out);
 	FCGX_Finish_r(&f->request);
 }
