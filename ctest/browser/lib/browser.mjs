@@ -1,0 +1,111 @@
+// Debian's Chromium driven by playwright-core, with watchers that record every
+// console error, page error, dialog, CSP violation and non-loopback request.
+
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+export function launchBrowser() {
+  // playwright gives every launch a fresh temporary user-data-dir.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+// What the watchers saw during the whole run.
+export class Recorder {
+  constructor() {
+    this.problems = []; // each: { kind, test, text }
+    this.expected = []; // HTTP error lines a test provoked on purpose
+    this.requests = []; // every URL the browser asked for
+    this.allowedStatuses = new Set();
+    this.test = '(setup)';
+  }
+
+  // Runs `fn` with the browser's "Failed to load resource: ..." console lines
+  // accepted for these statuses (numbers) or network errors ('net::ERR_FAILED'):
+  // Chromium prints one for every non-2xx fetch response, e.g. the 503 of
+  // /status during a DB outage. Every other console error still counts.
+  async allowingHttpErrors(statuses, fn) {
+    this.allowedStatuses = new Set(statuses);
+    try {
+      return await fn();
+    } finally {
+      this.allowedStatuses = new Set();
+    }
+  }
+
+  add(kind, text) {
+    this.problems.push({ kind, test: this.test, text });
+  }
+
+  async attach(context) {
+    await context.route('**/*', (route) => {
+      const url = new URL(route.request().url());
+      this.requests.push(url.href);
+      if (url.protocol === 'data:' || LOOPBACK.has(url.hostname)) return route.continue();
+      this.add('non-loopback request', url.href);
+      return route.abort('blockedbyclient');
+    });
+    await context.exposeBinding('__reportCspViolation', (_source, v) => {
+      this.add('CSP violation', JSON.stringify(v));
+    });
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__reportCspViolation({
+          directive: e.violatedDirective,
+          blocked: e.blockedURI,
+          source: e.sourceFile,
+          line: e.lineNumber,
+          sample: e.sample,
+        });
+      });
+    });
+    context.on('page', (page) => this.watchPage(page));
+  }
+
+  watchPage(page) {
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      const text = msg.text();
+      const http = /^Failed to load resource: (?:the server responded with a status of (\d{3})|(net::[A-Z_]+))/.exec(text);
+      if (http && this.allowedStatuses.has(http[1] ? Number(http[1]) : http[2])) {
+        this.expected.push({ test: this.test, text });
+        return;
+      }
+      this.add('console error', `${text} (${msg.location().url || 'no location'})`);
+    });
+    page.on('pageerror', (err) => this.add('page error', String(err && err.stack ? err.stack : err)));
+    page.on('dialog', (dialog) => {
+      this.add('dialog', `${dialog.type()}: ${dialog.message()}`);
+      dialog.dismiss().catch(() => {});
+    });
+    page.on('crash', () => this.add('crash', page.url()));
+  }
+}
+
+// Retries `check` (an async assertion) until it passes or `timeoutMs` ends.
+export async function eventually(check, timeoutMs = 10000, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

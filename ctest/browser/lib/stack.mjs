@@ -1,0 +1,113 @@
+// The stack under test: either one started here with scripts/run-local.sh on
+// free loopback ports (the default), or one already running that the
+// environment describes (BASE_URL, API_TOKEN, RUN_DIR and the port variables).
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const RUN_LOCAL = process.env.RUN_LOCAL || path.join(REPO_ROOT, 'scripts', 'run-local.sh');
+
+// A TCP port that was free on 127.0.0.1 a moment ago.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// Runs run-local.sh with `args`; resolves with its output, rejects on a
+// non-zero exit or after `timeoutMs` (the child is then sent SIGTERM).
+function runLocal(env, args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [RUN_LOCAL, ...args], { env, cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => { output += chunk; });
+    child.stderr.on('data', (chunk) => { output += chunk; });
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`run-local.sh ${args.join(' ')} did not finish within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(output);
+      else reject(new Error(`run-local.sh ${args.join(' ')} exited with ${code ?? signal}:\n${output}`));
+    });
+  });
+}
+
+// `logsDir` receives the stack's logs when a stack started here is stopped.
+// `noToken` starts one here with no token configured (writes answer 403),
+// whatever BASE_URL says.
+export async function startStack({ logsDir, noToken = false } = {}) {
+  if (process.env.BASE_URL && !noToken) {
+    const runDir = process.env.RUN_DIR || '';
+    let apiToken = process.env.API_TOKEN || '';
+    if (!apiToken && runDir && existsSync(path.join(runDir, 'api-token'))) {
+      apiToken = readFileSync(path.join(runDir, 'api-token'), 'utf8').trim();
+    }
+    if (!apiToken) throw new Error('BASE_URL is set: API_TOKEN (or RUN_DIR holding api-token) must be set too');
+    const env = { ...process.env };
+    return makeStack({ baseUrl: process.env.BASE_URL.replace(/\/+$/, ''), apiToken, runDir, env, owned: false, logsDir });
+  }
+  const runDir = mkdtempSync(path.join(os.tmpdir(), 'items-browser-'));
+  const [http, metrics, db, fcgi] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const apiToken = noToken ? '' : randomBytes(24).toString('hex');
+  const env = {
+    ...process.env,
+    RUN_DIR: runDir,
+    HTTP_PORT: String(http),
+    METRICS_PORT: String(metrics),
+    DB_PORT: String(db),
+    FCGI_PORT: String(fcgi),
+    API_TOKEN: apiToken,
+  };
+  delete env.BASE_URL;
+  if (noToken) {
+    env.NO_TOKEN = '1';
+    delete env.API_TOKEN;
+  } else {
+    delete env.NO_TOKEN;
+  }
+  const stack = makeStack({ baseUrl: `http://127.0.0.1:${http}`, apiToken, runDir, env, owned: true, logsDir });
+  try {
+    await runLocal(env, ['--detach'], 15 * 60 * 1000);
+  } catch (err) {
+    await stack.stop().catch(() => {});
+    throw new Error(`${err.message}\n(stack logs copied to ${logsDir})`);
+  }
+  return stack;
+}
+
+function makeStack({ baseUrl, apiToken, runDir, env, owned, logsDir }) {
+  return {
+    baseUrl,
+    apiToken,
+    runDir,
+    owned,
+    // Takes only mariadbd down or up (outage drill).
+    db: (action) => runLocal(env, ['--db', action], 3 * 60 * 1000),
+    // Stops a stack started here, keeps its logs under `logsDir`, and removes
+    // its RUN_DIR (kept when KEEP_RUN_DIR=1).
+    async stop() {
+      if (!owned) return;
+      await runLocal(env, ['--stop'], 2 * 60 * 1000);
+      if (logsDir && existsSync(path.join(runDir, 'logs'))) {
+        rmSync(logsDir, { recursive: true, force: true });
+        cpSync(path.join(runDir, 'logs'), logsDir, { recursive: true });
+      }
+      if (process.env.KEEP_RUN_DIR !== '1') rmSync(runDir, { recursive: true, force: true });
+    },
+  };
+}
