@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,8 @@ buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
-	b->max = max;
+	/* Half the address space at most, so that doubling cannot overflow. */
+	b->max = max < SIZE_MAX / 2 ? max : SIZE_MAX / 2;
 	b->failed = 0;
 }
 
@@ -34,13 +36,16 @@ buf_reserve(struct buf *b, size_t extra)
 	if (b->failed || extra > b->max || b->len > b->max - extra)
 		goto fail;
 	need = b->len + extra + 1;
-	if (need <= b->cap)
+	if (need <= b->cap && b->data != NULL)
 		return 0;
-	cap = b->cap ? b->cap : BUF_MIN_CAP;
-	while (cap < need)
+	/* Double (amortised appends), but never past the cap nor below need. */
+	cap = b->cap > BUF_MIN_CAP ? b->cap : BUF_MIN_CAP;
+	while (cap < need && cap <= b->max / 2)
 		cap *= 2;
 	if (cap > b->max + 1)
 		cap = b->max + 1;
+	if (cap < need)
+		cap = need;
 	data = realloc(b->data, cap);
 	if (data == NULL)
 		goto fail;
@@ -109,8 +114,10 @@ buf_steal(struct buf *b, size_t *len)
 {
 	char *data;
 
-	if (b->data == NULL && buf_reserve(b, 0) == -1)
+	/* Room for the terminator, even in a buffer that never got data. */
+	if (buf_reserve(b, 0) == -1)
 		return NULL;
+	b->data[b->len] = '\0';
 	data = b->data;
 	if (len != NULL)
 		*len = b->len;

@@ -74,8 +74,9 @@ config_integer(struct config_ctx *ctx, const char *name, long min, long max,
 	}
 	errno = 0;
 	n = strtol(value, &end, 10);
-	if (errno != 0 || end == value || *end != '\0' || n < min || n > max ||
-	    value[0] == '+' || value[0] == '-' || value[0] == ' ')
+	/* Digits only: strtol would also take a sign and leading white space. */
+	if (value[0] < '0' || value[0] > '9' || errno != 0 || *end != '\0' ||
+	    n < min || n > max)
 		return config_fail(ctx,
 		    "%s=%.32s: must be an integer from %ld to %ld", name, value,
 		    min, max);

@@ -195,6 +195,10 @@ json_parse_item_input(const char *body, size_t len, struct item_input *out,
 	/* RFC 8259 section 4: names SHOULD be unique; we make it a MUST. */
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error);
 	if (root == NULL) {
+		/* jansson's own text for this one names a library flag. */
+		if (json_error_code(&error) == json_error_null_character)
+			snprintf(error.text, sizeof(error.text),
+			    "\\u0000 is not allowed in a string");
 		snprintf(reason, reason_size,
 		    "invalid JSON: %s (line %d, column %d)", error.text,
 		    error.line, error.column);

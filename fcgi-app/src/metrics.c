@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -213,6 +214,7 @@ metrics_snapshot(struct metrics *m, struct metrics_snapshot *snap)
 static void
 format_requests(const struct metrics_snapshot *snap, struct buf *out)
 {
+	char code[8];
 	int r, k, c;
 
 	buf_adds(out,
@@ -223,12 +225,15 @@ format_requests(const struct metrics_snapshot *snap, struct buf *out)
 			for (c = 0; c < METRICS_STATUS_SLOTS; c++) {
 				if (snap->requests[r][k][c] == 0)
 					continue;
+				if (c == METRICS_STATUS_SLOTS - 1)
+					snprintf(code, sizeof(code), "other");
+				else
+					snprintf(code, sizeof(code), "%d",
+					    status_codes[c]);
 				buf_printf(out, "items_http_requests_total"
-				    "{route=\"%s\",method=\"%s\",code=\"%s%d\"} %llu\n",
+				    "{route=\"%s\",method=\"%s\",code=\"%s\"} %llu\n",
 				    route_labels[r],
-				    http_method_name((enum http_method)k),
-				    c == METRICS_STATUS_SLOTS - 1 ? "other" : "",
-				    c == METRICS_STATUS_SLOTS - 1 ? 0 : status_codes[c],
+				    http_method_name((enum http_method)k), code,
 				    (unsigned long long)snap->requests[r][k][c]);
 			}
 }

@@ -101,8 +101,10 @@ params_parse_page(const char *query, struct page *page, char *reason,
 		    &name_len) == -1)
 			continue;	/* not one of ours: too long or malformed */
 		p = NULL;
+		/* The length too: "limit%00x" decodes to another name. */
 		for (i = 0; i < sizeof(params) / sizeof(params[0]); i++)
-			if (strcmp(name, params[i].name) == 0)
+			if (name_len == strlen(params[i].name) &&
+			    memcmp(name, params[i].name, name_len) == 0)
 				p = &params[i];
 		if (p == NULL)
 			continue;
