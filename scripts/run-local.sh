@@ -196,13 +196,10 @@ start_pool() {
 }
 
 start_nginx() {
-  export HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT"
-  export FCGI_UPSTREAM="127.0.0.1:$FCGI_PORT" STATIC_ROOT="$RUN_DIR/html"
-  export NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs"
-  # shellcheck disable=SC2016 # the list names variables for envsubst, not for the shell
-  envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_UPSTREAM} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR}' \
-    <"$REPO/nginx/nginx.conf.template" >"$RUN_DIR/nginx/nginx.conf"
-  cp "$REPO/nginx/items-fastcgi.conf" "$REPO/nginx/items-headers.conf" "$RUN_DIR/nginx/"
+  HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
+    FCGI_UPSTREAM="127.0.0.1:$FCGI_PORT" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
+    STATIC_ROOT="$RUN_DIR/html" NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs" \
+    "$REPO/nginx/render-conf.sh" "$RUN_DIR/nginx"
   nginx -t -q -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" ||
     die "nginx refused the rendered configuration $RUN_DIR/nginx/nginx.conf"
   setsid nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" \

@@ -1,0 +1,625 @@
+#!/usr/bin/env python3
+"""Compose end-to-end test of the items stack (run through test_compose.sh).
+
+Deploys with scripts/deploy.sh under its own compose project, then checks through 127.0.0.1 and
+`docker exec` / `docker inspect` / the host's /proc every security and reliability claim of the
+deployment (issue: "Compose deployment"). Python 3 standard library only. One line per check
+("ok - ..." or "FAIL - ...: reason"), then "N passed, M failed". Exit 1 if any check failed.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
+PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
+EDGE_SUBNET = os.environ.get("E2E_EDGE_SUBNET", "172.31.254.0/24")
+API_EDGE_IP = os.environ.get("E2E_API_EDGE_IP", "172.31.254.10")
+DEPLOY_TIMEOUT = 900  # seconds, the build included
+SERVICES = ("db", "api", "front")
+
+PASSED = 0
+FAILED = 0
+
+
+def report(name, ok, detail=""):
+    global PASSED, FAILED
+    if ok:
+        PASSED += 1
+        print(f"ok - {name}", flush=True)
+    else:
+        FAILED += 1
+        print(f"FAIL - {name}: {detail}", flush=True)
+    return ok
+
+
+def check(name, func):
+    """Runs func(); a falsy result, an AssertionError or any exception is a failure."""
+    try:
+        result = func()
+    except AssertionError as exc:
+        return report(name, False, str(exc) or "assertion failed")
+    except Exception as exc:  # noqa: BLE001 - every error is a failed check, reported
+        return report(name, False, f"{type(exc).__name__}: {exc}")
+    if result is False:
+        return report(name, False, "returned false")
+    return report(name, True)
+
+
+def log(msg):
+    print(f"# {msg}", flush=True)
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def env():
+    e = dict(os.environ)
+    e.update(
+        COMPOSE_PROJECT_NAME=PROJECT,
+        HTTP_PORT=str(PORT),
+        HTTP_BIND="0.0.0.0",
+        SECRETS_DIR=SECRETS_DIR,
+        EDGE_SUBNET=EDGE_SUBNET,
+        API_EDGE_IP=API_EDGE_IP,
+    )
+    return e
+
+
+def run(args, timeout=120, check_rc=True, input_text=None):
+    proc = subprocess.run(
+        args, cwd=REPO, env=env(), input=input_text, capture_output=True, text=True, timeout=timeout
+    )
+    if check_rc and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}"
+        )
+    return proc
+
+
+def docker(*args, timeout=60, check_rc=True):
+    return run(["docker", *args], timeout=timeout, check_rc=check_rc)
+
+
+def deploy(*args, timeout=DEPLOY_TIMEOUT):
+    return run([os.path.join(REPO, "scripts", "deploy.sh"), *args], timeout=timeout)
+
+
+def cid(service):
+    out = docker(
+        "ps", "-q",
+        "--filter", f"label=com.docker.compose.project={PROJECT}",
+        "--filter", f"label=com.docker.compose.service={service}",
+    ).stdout.split()
+    assert out, f"no running container for service {service}"
+    return out[0]
+
+
+def inspect(container):
+    return json.loads(docker("inspect", container).stdout)[0]
+
+
+def host_pids(container):
+    """Host PIDs of every process of a container (docker top)."""
+    out = docker("top", container, "-eo", "pid").stdout.split()
+    return [int(p) for p in out[1:]]
+
+
+def proc_status(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def proc_cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def worker_pids(container):
+    out = docker("top", container, "-eo", "pid,args").stdout.splitlines()[1:]
+    return sorted(int(line.split()[0]) for line in out if "items-fcgi" in line and "multiwatch" not in line)
+
+
+def wait_for(predicate, timeout, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# --- HTTP --------------------------------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+def request(method, path, body=None, headers=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def try_status(path="/status"):
+    try:
+        return request("GET", path, timeout=3).status
+    except OSError:
+        return None
+
+
+def auth():
+    return {"Authorization": f"Bearer {SECRETS['api_token']}"}
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def check_contract():
+    state = {}
+
+    def status():
+        r = request("GET", "/status")
+        assert r.status == 200, f"HTTP {r.status} {r.body[:200]!r}"
+        assert r.header("content-type").startswith("application/json"), r.header("content-type")
+        body = r.json()
+        assert body == {"status": "OK", "database_connection": "OK", "message": "<<< OK >>>"}, body
+        assert r.header("x-request-id"), "no X-Request-ID"
+
+    def listing():
+        r = request("GET", "/items")
+        assert r.status == 200, f"HTTP {r.status}"
+        items = r.json()
+        assert isinstance(items, list) and len(items) >= 5, items
+        names = [i["name"] for i in items]
+        assert "Zinédine Zidane" in names and "Kylian Mbappé" in names, names
+
+    def create():
+        r = request("POST", "/items", {"name": "e2e ✓ <b>é</b>", "description": "créé par le test"}, auth())
+        assert r.status == 201, f"HTTP {r.status} {r.body[:200]!r}"
+        item = r.json()
+        assert r.header("location") == f"/items/{item['id']}", r.header("location")
+        assert item["name"] == "e2e ✓ <b>é</b>", item
+        state["id"] = item["id"]
+
+    def read():
+        r = request("GET", f"/items/{state['id']}")
+        assert r.status == 200, f"HTTP {r.status}"
+        assert r.json()["description"] == "créé par le test", r.json()
+
+    def update():
+        r = request("PUT", f"/items/{state['id']}", {"name": "e2e updated", "description": None}, auth())
+        assert r.status == 200, f"HTTP {r.status} {r.body[:200]!r}"
+        assert r.json()["name"] == "e2e updated" and r.json()["description"] is None, r.json()
+
+    def delete():
+        r = request("DELETE", f"/items/{state['id']}", headers=auth())
+        assert r.status == 204, f"HTTP {r.status}"
+        assert request("GET", f"/items/{state['id']}").status == 404, "still there after DELETE"
+
+    def bad_request():
+        r = request("GET", "/items?limit=0")
+        assert r.status == 400, f"HTTP {r.status}"
+        assert "error" in r.json(), r.body
+
+    def unauthorized():
+        r = request("POST", "/items", {"name": "no token"})
+        assert r.status == 401, f"HTTP {r.status}"
+        assert (r.header("www-authenticate") or "").startswith("Bearer"), r.headers
+
+    check("contract: GET /status 200 with the database OK (port %d)" % PORT, status)
+    check("contract: GET /items lists the seed items, accents intact", listing)
+    check("contract: POST /items 201 with Location", create)
+    if "id" in state:
+        check("contract: GET /items/{id} 200", read)
+        check("contract: PUT /items/{id} 200", update)
+        check("contract: DELETE /items/{id} 204, then 404", delete)
+    check("contract: GET /items?limit=0 400 with a JSON error", bad_request)
+    check("contract: POST /items without a token 401 + WWW-Authenticate", unauthorized)
+
+
+def check_hardening():
+    for svc in SERVICES:
+        c = cid(svc)
+
+        def processes(c=c):
+            pids = host_pids(c)
+            assert pids, "no process"
+            for pid in pids:
+                st = proc_status(pid)
+                uids = st["Uid"].split()
+                assert all(u != "0" for u in uids), f"pid {pid} ({proc_cmdline(pid)[:60]}) has uid {uids}"
+                assert int(st["CapEff"], 16) == 0, f"pid {pid} CapEff={st['CapEff']}"
+                assert int(st["CapPrm"], 16) == 0, f"pid {pid} CapPrm={st['CapPrm']}"
+                assert st.get("NoNewPrivs") == "1", f"pid {pid} NoNewPrivs={st.get('NoNewPrivs')}"
+            return True
+
+        def readonly(c=c):
+            info = inspect(c)
+            assert info["HostConfig"]["ReadonlyRootfs"] is True, "ReadonlyRootfs is not set"
+            pid = info["State"]["Pid"]
+            with open(f"/proc/{pid}/mountinfo", encoding="utf-8") as f:
+                root = [line.split() for line in f if line.split()[4] == "/"]
+            assert root and "ro" in root[-1][5].split(","), f"/ mounted {root[-1][5] if root else '?'}"
+
+        def config(c=c):
+            info = inspect(c)
+            hc = info["HostConfig"]
+            assert hc["CapDrop"] and "ALL" in [x.upper() for x in hc["CapDrop"]], hc["CapDrop"]
+            assert not hc.get("CapAdd"), f"CapAdd {hc.get('CapAdd')}"
+            assert any("no-new-privileges" in s for s in hc.get("SecurityOpt") or []), hc.get("SecurityOpt")
+            assert hc["Memory"] > 0, "no memory limit"
+            assert (hc.get("PidsLimit") or 0) > 0, "no pids limit"
+            assert hc["RestartPolicy"]["Name"] in ("unless-stopped", "always", "on-failure"), hc["RestartPolicy"]
+            assert not hc.get("Privileged"), "privileged"
+            user = info["Config"]["User"]
+            assert user and user.split(":")[0] not in ("", "0", "root"), f"user {user!r}"
+            assert info["Config"].get("Healthcheck", {}).get("Test"), "no healthcheck"
+            assert info["State"]["Health"]["Status"] == "healthy", info["State"]["Health"]["Status"]
+
+        check(f"{svc}: every process non-root, no capabilities, no-new-privileges", processes)
+        check(f"{svc}: root filesystem read-only", readonly)
+        check(f"{svc}: cap_drop ALL, no cap_add, memory/pids limits, restart policy, healthy", config)
+
+
+def check_db_contract():
+    db = cid("db")
+    image = inspect(db)["Config"]["Image"]
+
+    def grants():
+        out = docker("exec", db, "mariadb", "--batch", "--skip-column-names",
+                     "-e", "SHOW GRANTS FOR 'items'@'%'").stdout.splitlines()
+        on_schema = [g for g in out if " ON `items`.*" in g]
+        assert on_schema == ["GRANT SELECT, INSERT, UPDATE, DELETE ON `items`.* TO `items`@`%`"], out
+        assert not any("ALL PRIVILEGES" in g for g in out), out
+        assert all(" ON *.* " not in g or g.startswith("GRANT USAGE ON *.*") for g in out), out
+
+    def half_finished():
+        tmp = tempfile.mkdtemp(prefix="items-e2e-init.")
+        volume = f"{PROJECT}-initcheck"
+        bad = os.path.join(tmp, "03-bad.sql")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("CREATE TABLE t (i INT);\nTHIS IS NOT SQL;\n")
+        os.chmod(bad, 0o644)
+        common = ["run", "--rm", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                  "--tmpfs", "/run/mysqld:uid=10003,gid=10000,mode=0750", "--tmpfs", "/tmp:uid=10003,gid=10000",
+                  "-v", f"{volume}:/var/lib/mysql", "-e", "MYSQL_ROOT_PASSWORD=e2e-only", "-e", "MYSQL_DATABASE=items"]
+        try:
+            first = docker(*common, "-v", f"{bad}:/docker-entrypoint-initdb.d/03-bad.sql:ro", image,
+                           timeout=180, check_rc=False)
+            assert first.returncode != 0, "a failing init script did not fail the first start"
+            second = docker(*common, image, timeout=180, check_rc=False)
+            assert second.returncode != 0, "the second start accepted a half-finished initialisation"
+            assert "half-finished initialisation" in second.stderr, second.stderr[-500:]
+        finally:
+            docker("volume", "rm", "-f", volume, check_rc=False)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    check("db: the application account has only SELECT, INSERT, UPDATE, DELETE on its schema", grants)
+    check("db: a failed first initialisation is detected and refused on the next start", half_finished)
+
+
+def netns_probe(container, target, port):
+    """True when TCP target:port answers from container's network namespace. Runs a throwaway
+    container of the db image (it has bash) in that namespace, with no capabilities."""
+    image = inspect(cid("db"))["Config"]["Image"]
+    script = f'exec 3<>/dev/tcp/{target}/{port}'
+    proc = docker(
+        "run", "--rm", "--network", f"container:{container}", "--cap-drop", "ALL", "--user", "10003",
+        "--entrypoint", "timeout", image, "4", "bash", "-c", script,
+        timeout=30, check_rc=False,
+    )
+    return proc.returncode == 0
+
+
+def check_network():
+    front, api, db = cid("front"), cid("api"), cid("db")
+    db_ip = [n["IPAddress"] for n in inspect(db)["NetworkSettings"]["Networks"].values()][0]
+
+    def control():
+        assert netns_probe(api, "db", 3306), "the api cannot reach db:3306: the probe itself is broken"
+
+    def unreachable():
+        assert not netns_probe(front, "db", 3306), "front reaches db:3306 by name"
+        assert not netns_probe(front, db_ip, 3306), f"front reaches {db_ip}:3306"
+
+    def internal():
+        nets = json.loads(docker("network", "inspect", f"{PROJECT}_data").stdout)
+        assert nets[0]["Internal"] is True, "the data network is not internal"
+        assert set(inspect(db)["NetworkSettings"]["Networks"]) == {f"{PROJECT}_data"}, "db is on another network"
+
+    def ports():
+        for svc, c in (("api", api), ("db", db)):
+            info = inspect(c)
+            assert not info["HostConfig"].get("PortBindings"), f"{svc} publishes {info['HostConfig']['PortBindings']}"
+            bound = {k: v for k, v in (info["NetworkSettings"]["Ports"] or {}).items() if v}
+            assert not bound, f"{svc} has host ports {bound}"
+        bound = {k: v for k, v in (inspect(front)["NetworkSettings"]["Ports"] or {}).items() if v}
+        assert list(bound) == ["8080/tcp"], f"front publishes {bound}"
+        assert bound["8080/tcp"][0]["HostPort"] == str(PORT), bound
+
+    check("network: the probe reaches db:3306 from the api (control)", control)
+    check("network: db:3306 unreachable from the front container (by name and by address)", unreachable)
+    check("network: data network internal, db only on it", internal)
+    check("network: api and db publish no host port; front only its HTTP port", ports)
+
+
+def check_secrets():
+    values = [v for v in SECRETS.values() if v]
+    containers = [cid(s) for s in SERVICES]
+
+    def not_in_inspect():
+        for c in containers:
+            text = docker("inspect", c).stdout
+            image = inspect(c)["Image"]
+            text += docker("image", "inspect", image).stdout
+            text += docker("history", "--no-trunc", image).stdout
+            for v in values:
+                assert v not in text, f"a secret appears in docker inspect/history of {c[:12]}"
+            env = inspect(c)["Config"]["Env"] or []
+            for var in env:
+                name = var.split("=", 1)[0]
+                assert name not in ("MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "API_TOKEN"), f"{name} in env"
+
+    def not_in_processes():
+        seen = 0
+        for c in containers:
+            for pid in host_pids(c):
+                cmd = proc_cmdline(pid)
+                seen += 1
+                for v in values:
+                    assert v not in cmd, f"a secret is on the command line of pid {pid}"
+                if os.geteuid() == 0:
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        environ = f.read().decode("utf-8", "replace")
+                    for v in values:
+                        assert v not in environ, f"a secret is in the environment of pid {pid}"
+        assert seen >= 3, "no process inspected"
+
+    def mounted():
+        for svc, names in (("db", ["db_root_password", "db_password"]), ("api", ["db_password", "api_token"])):
+            mounts = {m["Destination"] for m in inspect(cid(svc))["Mounts"]}
+            for n in names:
+                assert f"/run/secrets/{n}" in mounts, f"{svc} lacks /run/secrets/{n}"
+        mounts = {m["Destination"] for m in inspect(cid("front"))["Mounts"]}
+        assert not any(m.startswith("/run/secrets") for m in mounts), "front gets secrets"
+
+    check("secrets: in no docker inspect / image history / container environment", not_in_inspect)
+    check("secrets: in no process's command line or environment", not_in_processes)
+    check("secrets: mounted under /run/secrets only where needed", mounted)
+
+
+def check_worker_replaced():
+    api = cid("api")
+
+    def replaced():
+        before = worker_pids(api)
+        assert before, "no items-fcgi worker found"
+        victim = before[0]
+        ns_pid = proc_status(victim)["NSpid"].split()[-1]
+        docker("exec", api, "sh", "-c", f"kill -9 {ns_pid}")
+        ok = wait_for(lambda: victim not in worker_pids(api) and len(worker_pids(api)) == len(before), 10)
+        assert ok, f"workers before {before}, after {worker_pids(api)}"
+        assert wait_for(lambda: try_status() == 200, 5) , "the pool does not answer 200 after the kill"
+
+    check("api: a killed worker (kill -9) is replaced, the pool keeps answering", replaced)
+
+
+def check_db_restart():
+    api, db = cid("api"), cid("db")
+    before = inspect(api)
+    seen = {}
+
+    def outage():
+        docker("stop", "-t", "30", db, timeout=60)
+        seen["down"] = wait_for(lambda: try_status() == 503 and request("GET", "/items").status == 503, 10)
+        assert seen["down"], f"/status answers {try_status()} with the db stopped (want 503)"
+
+    def recovery():
+        docker("start", db)
+        t0 = time.monotonic()
+        ok = wait_for(lambda: try_status() == 200, 60)
+        assert ok, f"/status still {try_status()} 60 s after the db restarted"
+        assert request("GET", "/items").status == 200, "/items not 200 after the restart"
+        log(f"api served again {time.monotonic() - t0:.1f} s after `docker start db`")
+        after = inspect(api)
+        assert after["State"]["StartedAt"] == before["State"]["StartedAt"], "the api container was restarted"
+        assert after["RestartCount"] == before["RestartCount"], "the api container was restarted"
+
+    check("db restart: the api answers 503 while the db is down", outage)
+    check("db restart: 200 again after, without restarting the api", recovery)
+
+
+def check_graceful_stop_and_persistence():
+    state = {}
+
+    def create():
+        r = request("POST", "/items", {"name": "survives down/up", "description": "persistance"}, auth())
+        assert r.status == 201, f"HTTP {r.status}"
+        state["id"] = r.json()["id"]
+
+    def graceful():
+        ids = {svc: cid(svc) for svc in SERVICES}
+        t0 = time.monotonic()
+        for svc in ("front", "api", "db"):
+            docker("stop", "-t", "30", ids[svc], timeout=60)
+        took = time.monotonic() - t0
+        codes = {svc: inspect(c)["State"]["ExitCode"] for svc, c in ids.items()}
+        assert all(code == 0 for code in codes.values()), f"exit codes {codes} (137 = killed after the grace period)"
+        log(f"front, api, db stopped on their stop signal in {took:.1f} s, exit codes {codes}")
+
+    def down_up():
+        deploy("--down", timeout=180)
+        t0 = time.monotonic()
+        deploy("--no-build", "--timeout", "300")
+        log(f"redeployed (no build) in {time.monotonic() - t0:.1f} s")
+        r = request("GET", f"/items/{state['id']}")
+        assert r.status == 200 and r.json()["name"] == "survives down/up", f"HTTP {r.status} {r.body[:200]!r}"
+
+    check("persistence: create an item", create)
+    check("stop: every tier exits 0 on its stop signal within the grace period", graceful)
+    if "id" in state:
+        check("persistence: the item survives down (without -v) and up", down_up)
+
+
+def ids():
+    return sorted(i["id"] for i in request("GET", "/items?limit=1000").json())
+
+
+def check_backup_restore():
+    tmp = tempfile.mkdtemp(prefix="items-e2e-backup.")
+    dump = os.path.join(tmp, "dump.sql.gz")
+    state = {}
+
+    def backup():
+        state["ids"] = ids()
+        run([os.path.join(REPO, "scripts", "backup.sh"), dump], timeout=120)
+        assert os.path.getsize(dump) > 0, "empty dump"
+        assert (os.stat(dump).st_mode & 0o077) == 0, "the dump is readable by others"
+
+    def restore():
+        r = request("POST", "/items", {"name": "after the backup"}, auth())
+        assert r.status == 201, f"HTTP {r.status}"
+        first = state["ids"][0]
+        assert request("DELETE", f"/items/{first}", headers=auth()).status == 204, "delete failed"
+        assert ids() != state["ids"], "the data did not change"
+        run([os.path.join(REPO, "scripts", "restore.sh"), "--yes", dump], timeout=300)
+        assert wait_for(lambda: try_status() == 200, 30), "the stack does not serve after the restore"
+        assert ids() == state["ids"], f"after restore {ids()} != at backup {state['ids']}"
+        r = request("GET", f"/items/{first}")
+        assert r.status == 200, "a deleted item did not come back"
+
+    try:
+        check("backup: scripts/backup.sh writes a complete 0600 dump", backup)
+        if "ids" in state:
+            check("restore: scripts/restore.sh brings back exactly the backed-up items", restore)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def leftovers():
+    found = {}
+    for kind in ("container", "network", "volume"):
+        args = [kind, "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"]
+        if kind == "container":
+            args = ["ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"]
+        out = docker(*args).stdout.split()
+        if out:
+            found[kind] = out
+    return found
+
+
+def check_purge():
+    def purge():
+        deploy("--down", "--purge", timeout=180)
+        left = leftovers()
+        assert not left, f"left behind: {left}"
+
+    check("down --purge: no container, network or volume of the project remains", purge)
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main():
+    global SECRETS_DIR, SECRETS
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    keep = "--keep" in sys.argv[1:]
+
+    SECRETS_DIR = tempfile.mkdtemp(prefix="items-e2e-secrets.")
+    SECRETS = {}
+    started = time.monotonic()
+    try:
+        if leftovers():
+            log(f"removing leftovers of an earlier run of project {PROJECT}")
+            deploy("--down", "--purge", timeout=180)
+        if not report(f"port {PORT} is free for the test", port_free(PORT),
+                      f"something listens on 127.0.0.1:{PORT}: stop it or set E2E_HTTP_PORT"):
+            return finish()
+
+        def deployed():
+            t0 = time.monotonic()
+            proc = deploy("--timeout", "300")
+            log(f"deploy.sh (build included) took {time.monotonic() - t0:.1f} s")
+            for line in proc.stderr.splitlines():
+                if line.startswith("[deploy] the stack is up"):
+                    log(line)
+
+        if not check("deploy: scripts/deploy.sh builds and starts the stack, all healthy, smoke test ok", deployed):
+            return finish()
+        for name in ("db_root_password", "db_password", "api_token"):
+            with open(os.path.join(SECRETS_DIR, name), encoding="utf-8") as f:
+                SECRETS[name] = f.read().strip()
+
+        check_contract()
+        check_hardening()
+        check_db_contract()
+        check_network()
+        check_secrets()
+        check_worker_replaced()
+        check_db_restart()
+        check_backup_restore()
+        check_graceful_stop_and_persistence()
+        if not keep:
+            check_purge()
+    finally:
+        if not keep and leftovers():
+            try:
+                deploy("--down", "--purge", timeout=180)
+            except Exception as exc:  # noqa: BLE001
+                log(f"cleanup failed: {exc}")
+        shutil.rmtree(SECRETS_DIR, ignore_errors=True)
+        log(f"compose end-to-end test took {time.monotonic() - started:.0f} s")
+    return finish()
+
+
+def finish():
+    print(f"{PASSED} passed, {FAILED} failed", flush=True)
+    return 0 if FAILED == 0 and PASSED > 0 else 1
+
+
+SECRETS_DIR = ""
+SECRETS = {}
+
+if __name__ == "__main__":
+    sys.exit(main())

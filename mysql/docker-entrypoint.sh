@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Entrypoint of the db image: MariaDB (Debian packages) with the official mysql/mariadb images' contract.
+#
+#   MYSQL_ROOT_PASSWORD | MYSQL_ROOT_PASSWORD_FILE   root password (or MYSQL_RANDOM_ROOT_PASSWORD=yes,
+#                                                    or MYSQL_ALLOW_EMPTY_PASSWORD=yes), first start only
+#   MYSQL_ROOT_HOST                                  host part of the remote root account (default %)
+#   MYSQL_DATABASE                                   database created at the first start
+#   MYSQL_USER, MYSQL_PASSWORD | MYSQL_PASSWORD_FILE application account, created at the first start with
+#                                                    only MYSQL_USER_PRIVILEGES on MYSQL_DATABASE
+#   MYSQL_USER_PRIVILEGES                            default "SELECT, INSERT, UPDATE, DELETE"
+#   /docker-entrypoint-initdb.d/*.sql|*.sql.gz|*.sql.xz|*.sh
+#                                                    run once, in name order, inside MYSQL_DATABASE
+# Every MYSQL_* variable may also be spelled MARIADB_* (as in the official mariadb image).
+#
+# The datadir is initialised only when it is empty. Initialisation writes `.docker-init-in-progress`
+# first and replaces it with `.docker-init-complete` only once everything (system tables, accounts,
+# init scripts) succeeded and the temporary server has shut down cleanly. A datadir that holds data but
+# no completion marker (crash, kill or failed script during the first start) is refused with an
+# explanation instead of being silently accepted or re-initialised.
+#
+# Runs as the unprivileged user `mysql` (uid 10003): it never needs root, so the container can run with
+# no capabilities, no-new-privileges and a read-only root filesystem (tmpfs on /run/mysqld and /tmp).
+# mariadbd is exec'ed as PID 1 and shuts down cleanly on SIGTERM.
+set -euo pipefail
+
+log() { printf '%s [entrypoint] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# `docker run IMAGE --some-option` means mariadbd options.
+if [[ ${1:-} == -* ]]; then
+    set -- mariadbd "$@"
+fi
+# Anything else than the server (a shell, the client, a dump) runs as is.
+if [[ ${1:-} != mariadbd && ${1:-} != mysqld ]]; then
+    exec "$@"
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+    die "refusing to run as root: run the container as the mysql user (the image's default USER 10003)"
+fi
+
+# MARIADB_X overrides MYSQL_X; X_FILE reads the value from a file (compose/swarm secrets).
+env_value() {
+    local name=$1 default=${2:-} v
+    for v in "MARIADB_$name" "MYSQL_$name"; do
+        local file_var="${v}_FILE"
+        if [[ -n ${!v:-} && -n ${!file_var:-} ]]; then
+            die "both $v and $file_var are set: use only one"
+        fi
+        if [[ -n ${!file_var:-} ]]; then
+            [[ -f ${!file_var} && -r ${!file_var} ]] || die "$file_var=${!file_var}: not a file readable by uid $(id -u)"
+            printf '%s' "$(<"${!file_var}")"
+            return 0
+        fi
+        if [[ -n ${!v:-} ]]; then
+            printf '%s' "${!v}"
+            return 0
+        fi
+    done
+    printf '%s' "$default"
+}
+
+# Options as mariadbd will see them (its configuration files plus the command line).
+server_option() {
+    local name=$1 value arg
+    value=$(my_print_defaults --mysqld | sed -n "s/^--$name=//p" | tail -n1)
+    for arg in "${@:2}"; do
+        case $arg in --"$name"=*) value=${arg#--"$name"=} ;; esac
+    done
+    printf '%s' "$value"
+}
+
+DATADIR=$(server_option datadir "${@:2}")
+DATADIR=${DATADIR:-/var/lib/mysql}
+DATADIR=${DATADIR%/}
+SOCKET=$(server_option socket "${@:2}")
+SOCKET=${SOCKET:-/run/mysqld/mysqld.sock}
+INIT_SOCKET=$(dirname "$SOCKET")/mysqld-init.sock
+MARK_DONE=$DATADIR/.docker-init-complete
+MARK_BUSY=$DATADIR/.docker-init-in-progress
+
+[[ -d $DATADIR ]] || die "datadir $DATADIR does not exist"
+[[ -w $DATADIR ]] || die "datadir $DATADIR is not writable by uid $(id -u) (a bind mount owned by another user?)"
+[[ -w $(dirname "$SOCKET") ]] || die "$(dirname "$SOCKET") is not writable: mount a tmpfs there (read-only root filesystem)"
+
+# SQL string literal: escape backslashes and single quotes.
+sql_str() {
+    local s=${1//\\/\\\\}
+    s=${s//\'/\\\'}
+    printf "'%s'" "$s"
+}
+# shellcheck disable=SC2016 # literal backquotes
+sql_ident() { printf '`%s`' "${1//\`/\`\`}"; }
+random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+TEMP_PID=
+stop_temp_server() {
+    if [[ -n $TEMP_PID ]] && kill -0 "$TEMP_PID" 2>/dev/null; then
+        kill -TERM "$TEMP_PID"
+        wait "$TEMP_PID" || true
+    fi
+    TEMP_PID=
+}
+on_signal() {
+    log "signal received during initialisation: stopping; the datadir stays marked as incomplete"
+    stop_temp_server
+    exit 143
+}
+
+client() { mariadb --protocol=socket --socket="$INIT_SOCKET" --user=mysql --batch --skip-column-names "$@"; }
+
+initialise() {
+    local root_password root_host database user password privileges healthcheck_password f
+    root_password=$(env_value ROOT_PASSWORD)
+    root_host=$(env_value ROOT_HOST %)
+    database=$(env_value DATABASE)
+    user=$(env_value USER)
+    password=$(env_value PASSWORD)
+    privileges=$(env_value USER_PRIVILEGES "SELECT, INSERT, UPDATE, DELETE")
+
+    if [[ -z $root_password ]]; then
+        if [[ -n $(env_value RANDOM_ROOT_PASSWORD) ]]; then
+            root_password=$(random_secret)
+            log "MYSQL_RANDOM_ROOT_PASSWORD set: root gets a random password that is not shown (use the local socket account)"
+        elif [[ -z $(env_value ALLOW_EMPTY_PASSWORD) ]]; then
+            die "the database is uninitialised and no root password is given: set MYSQL_ROOT_PASSWORD_FILE (or MYSQL_ROOT_PASSWORD, MYSQL_RANDOM_ROOT_PASSWORD=yes, MYSQL_ALLOW_EMPTY_PASSWORD=yes)"
+        fi
+    fi
+    if [[ -n $user && -z $password ]]; then
+        die "MYSQL_USER=$user is set but MYSQL_PASSWORD(_FILE) is not"
+    fi
+    if [[ -n $user && -z $database ]]; then
+        die "MYSQL_USER=$user is set but MYSQL_DATABASE is not: the account would have no schema to work on"
+    fi
+    if [[ $user == root ]]; then
+        die "MYSQL_USER must not be root (MYSQL_ROOT_PASSWORD configures root)"
+    fi
+    local privileges_re='^[A-Za-z][A-Za-z ,]*$'
+    [[ $privileges =~ $privileges_re ]] || die "MYSQL_USER_PRIVILEGES must be a comma-separated list of privilege names"
+
+    trap on_signal TERM INT
+    umask 077
+    printf 'initialisation started %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$MARK_BUSY"
+
+    log "initialising an empty datadir $DATADIR"
+    mariadb-install-db --datadir="$DATADIR" --auth-root-authentication-method=socket \
+        --auth-root-socket-user=mysql --skip-test-db --skip-name-resolve --skip-log-bin \
+        --default-time-zone=SYSTEM --loose-innodb_buffer_pool_load_at_startup=0 \
+        --loose-innodb_buffer_pool_dump_at_shutdown=0 >/tmp/install-db.log 2>&1 || {
+        cat /tmp/install-db.log >&2
+        die "mariadb-install-db failed"
+    }
+
+    log "starting a temporary server (no networking, socket $INIT_SOCKET)"
+    "$@" --skip-networking --socket="$INIT_SOCKET" --skip-log-bin \
+        --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 &
+    TEMP_PID=$!
+    local deadline=$((SECONDS + ${MARIADB_INIT_TIMEOUT:-120}))
+    until client -e 'SELECT 1' >/dev/null 2>&1; do
+        kill -0 "$TEMP_PID" 2>/dev/null || { TEMP_PID=; die "the temporary server exited during start-up"; }
+        ((SECONDS < deadline)) || die "the temporary server did not answer within ${MARIADB_INIT_TIMEOUT:-120}s"
+        sleep 0.2
+    done
+
+    healthcheck_password=$(random_secret)
+    {
+        echo "SET SESSION sql_log_bin = 0;"
+        # mariadb-install-db adds a proxy grant for the container's host name, which changes at every
+        # container creation and only yields a warning under skip-name-resolve.
+        echo "DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '%');"
+        echo "FLUSH PRIVILEGES;"
+        # root: the password (if any) for remote use, plus the unix socket for the OS root (never used here).
+        if [[ -n $root_password ]]; then
+            echo "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($(sql_str "$root_password"));"
+        else
+            echo "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');"
+        fi
+        if [[ $root_host != localhost ]]; then
+            echo "CREATE USER 'root'@$(sql_str "$root_host") IDENTIFIED BY $(sql_str "$root_password");"
+            echo "GRANT ALL ON *.* TO 'root'@$(sql_str "$root_host") WITH GRANT OPTION;"
+            echo "GRANT PROXY ON ''@'%' TO 'root'@$(sql_str "$root_host") WITH GRANT OPTION;"
+        fi
+        # healthcheck: no privileges at all, local only; its password lives in a 0600 option file.
+        for h in localhost 127.0.0.1 ::1; do
+            echo "CREATE USER 'healthcheck'@'$h' IDENTIFIED BY $(sql_str "$healthcheck_password");"
+        done
+        if [[ -n $database ]]; then
+            echo "CREATE DATABASE IF NOT EXISTS $(sql_ident "$database") CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+        fi
+        if [[ -n $user ]]; then
+            echo "CREATE USER $(sql_str "$user")@'%' IDENTIFIED BY $(sql_str "$password");"
+            echo "GRANT $privileges ON $(sql_ident "$database").* TO $(sql_str "$user")@'%';"
+        fi
+    } | client || die "creating the accounts failed"
+    printf '[mariadb-client]\nuser=healthcheck\npassword=%s\nport=3306\nsocket=%s\n' \
+        "$healthcheck_password" "$SOCKET" >"$DATADIR/.my-healthcheck.cnf"
+
+    local dbargs=()
+    [[ -n $database ]] && dbargs=("$database")
+    shopt -s nullglob
+    for f in /docker-entrypoint-initdb.d/*; do
+        case $f in
+            *.sh)
+                log "running $f"
+                if [[ -x $f ]]; then "$f"; else
+                    # shellcheck disable=SC1090
+                    . "$f"
+                fi
+                ;;
+            *.sql) log "running $f"; client "${dbargs[@]}" <"$f" || die "$f failed" ;;
+            *.sql.gz) log "running $f"; gzip -dc "$f" | client "${dbargs[@]}" || die "$f failed" ;;
+            *.sql.xz) log "running $f"; xz -dc "$f" | client "${dbargs[@]}" || die "$f failed" ;;
+            *) log "ignoring $f" ;;
+        esac
+    done
+    shopt -u nullglob
+
+    log "stopping the temporary server"
+    stop_temp_server
+    sync
+    mv "$MARK_BUSY" "$MARK_DONE"
+    sync
+    trap - TERM INT
+    log "initialisation complete"
+}
+
+is_empty_dir() { [[ -z $(find "$1" -mindepth 1 -maxdepth 1 ! -name lost+found -print -quit) ]]; }
+
+if [[ -f $MARK_DONE ]]; then
+    log "datadir $DATADIR already initialised: not touching it"
+elif [[ -f $MARK_BUSY ]]; then
+    die "the datadir $DATADIR holds a half-finished initialisation ($(<"$MARK_BUSY"); the first start crashed, was killed or an init script failed; see the logs of that start). Refusing to start on it. If it holds nothing you need, remove the volume (scripts/deploy.sh --down --purge, or docker volume rm) and start again."
+elif is_empty_dir "$DATADIR"; then
+    initialise "$@"
+else
+    die "the datadir $DATADIR is not empty but was not initialised by this entrypoint (no $(basename "$MARK_DONE")). Refusing to start on it. If it is a complete datadir created elsewhere, adopt it with: touch $MARK_DONE (and create the healthcheck account, see docs/deployment.md)."
+fi
+
+log "starting $*"
+exec "$@"
