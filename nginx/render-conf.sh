@@ -17,6 +17,8 @@ Variables (required unless a default is shown):
   FCGI_BACKEND    what requests go to [items_api]: the static upstream, or a host:port
                   re-resolved through DNS_RESOLVER every 5 s (Swarm dnsrr replicas)
   DNS_RESOLVER    resolver for FCGI_BACKEND names [127.0.0.11, Docker's embedded DNS]
+  WRITE_RATE      writes (POST, PUT, PATCH, DELETE) allowed per client address [10r/s]
+  WRITE_BURST     writes beyond the rate served at once before 429 [20]
   STATIC_ROOT     directory of the page
   NGINX_RUN_DIR   writable directory for the pid and temporary files
   NGINX_LOG_DIR   directory of nginx-access.log and nginx-error.log
@@ -31,16 +33,17 @@ out=$1
 here=$(cd "$(dirname "$0")" && pwd)
 
 : "${FCGI_BACKEND:=items_api}" "${DNS_RESOLVER:=127.0.0.11}"
+: "${WRITE_RATE:=10r/s}" "${WRITE_BURST:=20}"
 for var in HTTP_LISTEN METRICS_LISTEN FCGI_UPSTREAM STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR; do
 	eval "value=\${$var:-}"
 	# shellcheck disable=SC2154 # set by the eval above
 	[ -n "$value" ] || { echo "render-conf.sh: $var is not set" >&2; exit 2; }
 done
-export HTTP_LISTEN METRICS_LISTEN FCGI_UPSTREAM FCGI_BACKEND DNS_RESOLVER STATIC_ROOT \
-	NGINX_RUN_DIR NGINX_LOG_DIR
+export HTTP_LISTEN METRICS_LISTEN FCGI_UPSTREAM FCGI_BACKEND DNS_RESOLVER WRITE_RATE \
+	WRITE_BURST STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR
 
 mkdir -p "$out"
 # shellcheck disable=SC2016 # names for envsubst, not expansions
-envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_UPSTREAM} ${FCGI_BACKEND} ${DNS_RESOLVER} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR}' \
+envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_UPSTREAM} ${FCGI_BACKEND} ${DNS_RESOLVER} ${WRITE_RATE} ${WRITE_BURST} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR}' \
 	<"$here/nginx.conf.template" >"$out/nginx.conf"
 cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$out/"

@@ -33,6 +33,8 @@ Environment (defaults in brackets):
   RUN_DIR        state, logs and pid files [/tmp/items-local-\$UID]
   BUILD_DIR      meson build directory [REPO/build]
   ITEMS_FCGI     worker binary to run instead of building one
+  WRITE_RATE     writes allowed per client address [1000r/s here; 10r/s in the image]
+  WRITE_BURST    writes beyond the rate served at once before 429 [1000; 20 in the image]
 
 Ports and settings are remembered in RUN_DIR/env for --stop and --db.
 EOF
@@ -52,6 +54,9 @@ load_settings() {
   FCGI_WORKERS=${FCGI_WORKERS:-${SAVED_FCGI_WORKERS:-$(nproc)}}
   BUILD_DIR=${BUILD_DIR:-$REPO/build}
   ITEMS_FCGI=${ITEMS_FCGI:-${SAVED_ITEMS_FCGI:-}}
+  # A development stack: loose write limits unless asked (the image's are 10r/s, burst 20).
+  WRITE_RATE=${WRITE_RATE:-${SAVED_WRITE_RATE:-1000r/s}}
+  WRITE_BURST=${WRITE_BURST:-${SAVED_WRITE_BURST:-1000}}
   DB_DIR=$RUN_DIR/db
   # As root, the daemons drop to their own unprivileged users.
   if ((EUID == 0)); then
@@ -69,6 +74,8 @@ SAVED_DB_PORT=$DB_PORT
 SAVED_FCGI_PORT=$FCGI_PORT
 SAVED_FCGI_WORKERS=$FCGI_WORKERS
 SAVED_ITEMS_FCGI=$ITEMS_FCGI
+SAVED_WRITE_RATE=$WRITE_RATE
+SAVED_WRITE_BURST=$WRITE_BURST
 EOF
 }
 
@@ -198,6 +205,7 @@ start_pool() {
 start_nginx() {
   HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
     FCGI_UPSTREAM="127.0.0.1:$FCGI_PORT" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
+    WRITE_RATE="$WRITE_RATE" WRITE_BURST="$WRITE_BURST" \
     STATIC_ROOT="$RUN_DIR/html" NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs" \
     "$REPO/nginx/render-conf.sh" "$RUN_DIR/nginx"
   nginx -t -q -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -e "$RUN_DIR/logs/nginx-error.log" ||
