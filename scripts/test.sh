@@ -8,7 +8,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(unit clang static integration sanitizers browser compose)
+ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak browser compose)
 
 usage() {
   cat <<EOF
@@ -20,6 +20,14 @@ Runs the test suites (default: all, in this order):
   static       cppcheck, clang-tidy (.clang-tidy) and shellcheck: zero findings
   integration  the API contract through nginx against a real local stack
   sanitizers   unit and integration suites with the worker built with ASan+UBSan
+  fuzz         libFuzzer harnesses (scripts/fuzz.sh): regression inputs, then
+               FUZZ_SECONDS [20] per harness
+  hostile      hostile HTTP through nginx: slow clients, sizes, path tricks,
+               methods, request smuggling, write rate limit (ctest/hostile/)
+  soak         scripts/soak.sh for SOAK_SECONDS [60]: load with worker kills,
+               a database outage and nginx reloads
+  leak         one worker under valgrind serves 10,000 requests: no definite
+               leak, no error (ctest/leak/valgrind-10k.sh)
   browser      the page in headless Chromium (playwright-core)
   compose      the Docker compose deployment, end to end (needs a Docker engine;
                as root it installs and starts one)
@@ -111,7 +119,7 @@ suite_static() {
   if run_logged cppcheck cppcheck --quiet --error-exitcode=1 --inline-suppr \
     --enable=warning,style,performance,portability --std=c11 \
     --suppressions-list="$REPO/.cppcheck-suppressions" \
-    -I "$REPO/fcgi-app/src" "$REPO/fcgi-app/src" "$REPO/ctest/unit"; then
+    -I "$REPO/fcgi-app/src" "$REPO/fcgi-app/src" "$REPO/ctest/unit" "$REPO/ctest/fuzz"; then
     p=$((p + 1))
   else
     f=$((f + 1))
@@ -119,6 +127,15 @@ suite_static() {
   local sources
   mapfile -t sources < <(find "$REPO/fcgi-app/src" "$REPO/ctest/unit" -name '*.c' | sort)
   if run_logged clang-tidy clang-tidy --quiet -p "$BUILD_ROOT/gcc" --warnings-as-errors='*' "${sources[@]}"; then
+    p=$((p + 1))
+  else
+    f=$((f + 1))
+  fi
+  # The fuzz harnesses are built by clang only: not in the gcc build's database.
+  local fuzz_sources
+  mapfile -t fuzz_sources < <(find "$REPO/ctest/fuzz" -name '*.c' | sort)
+  if run_logged clang-tidy-fuzz clang-tidy --quiet --warnings-as-errors='*' "${fuzz_sources[@]}" -- \
+    -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I"$REPO/fcgi-app/src" -I"$REPO/ctest/fuzz"; then
     p=$((p + 1))
   else
     f=$((f + 1))
@@ -156,6 +173,39 @@ suite_sanitizers() {
   build_and_unit sanitizers-unit "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || return 0
   run_integration sanitizers-integration "$dir/fcgi-app/items-fcgi"
 }
+
+# Runs a command whose last line is "N passed, M failed[, K skipped]".
+# usage: run_counted SUITE command...
+run_counted() {
+  local suite=$1 rc=0
+  shift
+  run_logged "$suite" "$@" || rc=$?
+  if counts_from_log "$LOG_DIR/$suite.log"; then
+    ((rc == 0 || COUNT_FAILED > 0)) || COUNT_FAILED=1
+    record "$suite" "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
+  else
+    record "$suite" 0 1
+  fi
+}
+
+suite_fuzz() {
+  FUZZ_BUILD_DIR=$BUILD_ROOT/fuzz run_counted fuzz "$REPO/scripts/fuzz.sh" --seconds "${FUZZ_SECONDS:-20}"
+}
+
+# One file at a time: the slow-client tests measure latencies.
+suite_hostile() {
+  [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_counted hostile \
+    python3 "$REPO/ctest/integration/run.py" -j 1 "$REPO"/ctest/hostile/test_*.py
+}
+
+suite_soak() {
+  [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi SOAK_LOG_DIR=$LOG_DIR/soak run_counted soak \
+    "$REPO/scripts/soak.sh" --duration "${SOAK_SECONDS:-60}"
+}
+
+suite_leak() { LEAK_BUILD_DIR=$BUILD_ROOT/leak run_counted leak "$REPO/ctest/leak/valgrind-10k.sh"; }
 
 suite_browser() {
   if [[ ! -f $REPO/ctest/browser/package.json ]]; then

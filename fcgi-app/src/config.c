@@ -176,8 +176,9 @@ config_check_listen(struct config_ctx *ctx, const char *listen)
 		    listen);
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 ||
-	    port > 65535)
+	/* As in config_integer(): digits only, no sign or white space. */
+	if (colon[1] < '0' || colon[1] > '9' || errno != 0 || *end != '\0' ||
+	    port < 1 || port > 65535)
 		return config_fail(ctx,
 		    "FCGI_LISTEN=%s: the port must be from 1 to 65535", listen);
 	return 0;

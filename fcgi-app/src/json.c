@@ -169,6 +169,29 @@ json_check_keys(json_t *object, char *reason, size_t reason_size)
 	return 0;
 }
 
+/*
+ * A reason becomes a JSON string in the 400 body, so it must be valid UTF-8:
+ * jansson quotes the input near a syntax error and may cut a multi-byte
+ * sequence there (or quote invalid bytes). Every byte that does not start a
+ * valid sequence, and every control character, becomes '?'.
+ */
+static void
+json_reason_sanitize(char *s)
+{
+	size_t len = strlen(s), n;
+	uint32_t cp;
+
+	while (len > 0) {
+		n = utf8_decode(s, len, &cp);
+		if (n == 0 || cp < 0x20 || cp == 0x7f) {
+			*s = '?';
+			n = 1;
+		}
+		s += n;
+		len -= n;
+	}
+}
+
 static char *
 json_strdup_or_null(json_t *value, int *failed)
 {
@@ -202,6 +225,7 @@ json_parse_item_input(const char *body, size_t len, struct item_input *out,
 		snprintf(reason, reason_size,
 		    "invalid JSON: %s (line %d, column %d)", error.text,
 		    error.line, error.column);
+		json_reason_sanitize(reason);
 		return -1;
 	}
 	if (!json_is_object(root)) {
