@@ -22,8 +22,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "ctest", "integration"))
 from stack import Stack, StackError  # noqa: E402  (path set just above)
 
 __all__ = ["Stack", "StackError", "RawResponse", "raw_exchange", "connect",
-           "read_response", "HostileTestCase", "main", "REPO_ROOT",
-           "nginx_template"]
+           "read_response", "HostileTestCase", "main", "REPO_ROOT"]
 
 
 class RawResponse:
@@ -129,11 +128,6 @@ def raw_exchange(port, data, timeout=10.0, source=None):
         return read_response(s, deadline)
     finally:
         s.close()
-
-
-def nginx_template():
-    with open(os.path.join(REPO_ROOT, "nginx", "nginx.conf.template")) as f:
-        return f.read()
 
 
 class HostileTestCase(unittest.TestCase):

@@ -7,27 +7,15 @@ the template variables of nginx/nginx.conf.template).
 
     python3 ctest/hostile/test_rate_limit.py     # starts its own stack
 
-Until nginx/nginx.conf.template has the limit_req configuration, the tests
-are expected failures (the reason is printed); docs/security.md has the
-configuration.
+docs/security.md ("Write rate limit") describes the configuration.
 """
 
 import json
-import unittest
 
-from hostile import HostileTestCase, main, nginx_template, raw_exchange
+from hostile import HostileTestCase, main, raw_exchange
 
 TOKEN = "hostile-rate-token"
 RATE, BURST = "2r/s", 5
-CONFIGURED = "limit_req" in nginx_template()
-REASON = ("nginx/nginx.conf.template has no limit_req for writes yet "
-          "(see docs/security.md, 'Write rate limit')")
-
-
-def maybe_expected_failure(test):
-    return test if CONFIGURED else unittest.expectedFailure(test)
-
-
 class RateLimit(HostileTestCase):
     stack_options = {"workers": 2, "token": TOKEN,
                      "env": {"WRITE_RATE": RATE, "WRITE_BURST": str(BURST)}}
@@ -51,7 +39,6 @@ class RateLimit(HostileTestCase):
     def burst(self, count, **kw):
         return [self.write(i, **kw).status for i in range(count)]
 
-    @maybe_expected_failure
     def test_writes_over_the_limit_get_429_json(self):
         # Each test writes from its own loopback address: the allowance of
         # one test's address is not used up by another test.
@@ -67,7 +54,6 @@ class RateLimit(HostileTestCase):
         self.assertJSONError(r, 429)
         self.assertIn("x-request-id", r.headers, r)
 
-    @maybe_expected_failure
     def test_reads_are_never_limited(self):
         src = "127.0.0.7"
         self.burst(3 * BURST, source=src)  # now over its write limit
@@ -75,7 +61,6 @@ class RateLimit(HostileTestCase):
         self.assertEqual(set(statuses), {200}, statuses)
         self.assertEqual(self.write("still over", source=src).status, 429)
 
-    @maybe_expected_failure
     def test_the_limit_is_per_client_address(self):
         self.burst(3 * BURST, source="127.0.0.8")
         self.assertEqual(self.write("limited", source="127.0.0.8").status, 429)
@@ -83,7 +68,6 @@ class RateLimit(HostileTestCase):
         r = self.write("other client", source="127.0.0.9")
         self.assertEqual(r.status, 201, r)
 
-    @maybe_expected_failure
     def test_token_guessing_is_slowed_down_too(self):
         """Writes with a wrong token count against the limit: guessing the
         token is held to WRITE_RATE per address."""
@@ -92,7 +76,6 @@ class RateLimit(HostileTestCase):
         self.assertIn(401, statuses, statuses)
         self.assertIn(429, statuses, statuses)
 
-    @maybe_expected_failure
     def test_put_and_delete_are_limited(self):
         for method, path in ((b"PUT", b"/items/1"), (b"DELETE", b"/items/99999")):
             with self.subTest(method=method):
@@ -104,6 +87,4 @@ class RateLimit(HostileTestCase):
 
 
 if __name__ == "__main__":
-    if not CONFIGURED:
-        print("note: %s: the tests below are expected to fail" % REASON)
     main()
