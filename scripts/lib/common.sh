@@ -54,7 +54,7 @@ ensure_stack_packages() {
     /usr/include/jansson.h:libjansson-dev \
     spawn-fcgi:spawn-fcgi multiwatch:multiwatch nginx:nginx \
     mariadbd:mariadb-server mariadb:mariadb-client mariadb-install-db:mariadb-server \
-    curl:curl envsubst:gettext-base setsid:util-linux
+    curl:curl envsubst:gettext-base setsid:util-linux ps:procps
 }
 
 # Polls a command until it succeeds or the deadline (seconds) passes.
