@@ -8,7 +8,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak browser compose)
+ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak bench browser compose)
 
 usage() {
   cat <<EOF
@@ -28,6 +28,8 @@ Runs the test suites (default: all, in this order):
                a database outage and nginx reloads
   leak         one worker under valgrind serves 10,000 requests: no definite
                leak, no error (ctest/leak/valgrind-10k.sh)
+  bench        scripts/bench.sh --smoke: every benchmark step runs and every body
+               is right (it asserts no speed: figures come from a full run)
   browser      the page in headless Chromium (playwright-core)
   compose      the Docker compose deployment, end to end (needs a Docker engine;
                as root it installs and starts one)
@@ -206,6 +208,13 @@ suite_soak() {
 }
 
 suite_leak() { LEAK_BUILD_DIR=$BUILD_ROOT/leak run_counted leak "$REPO/ctest/leak/valgrind-10k.sh"; }
+
+suite_bench() {
+  local rc=0
+  [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_logged bench "$REPO/scripts/bench.sh" --smoke || rc=$?
+  if ((rc == 0)); then record bench 1 0; else record bench 0 1; fi
+}
 
 suite_browser() {
   if [[ ! -f $REPO/ctest/browser/package.json ]]; then
