@@ -26,7 +26,9 @@ Environment (defaults in brackets):
   HTTP_PORT      public port of nginx [8080]
   METRICS_PORT   internal port of nginx serving /metrics [8081]
   DB_PORT        mariadbd TCP port [3307]
-  FCGI_PORT      worker pool TCP port [9000]
+  FCGI_TRANSPORT how nginx reaches the worker pool: unix (a socket in
+                 RUN_DIR/api) or tcp (127.0.0.1:FCGI_PORT) [unix]
+  FCGI_PORT      worker pool TCP port, with FCGI_TRANSPORT=tcp [9000]
   FCGI_WORKERS   number of workers [number of CPUs]
   API_TOKEN      token for writes [generated into RUN_DIR/api-token]
   NO_TOKEN=1     start without a token: writes answer 403
@@ -52,6 +54,14 @@ load_settings() {
   DB_PORT=${DB_PORT:-${SAVED_DB_PORT:-3307}}
   FCGI_PORT=${FCGI_PORT:-${SAVED_FCGI_PORT:-9000}}
   FCGI_WORKERS=${FCGI_WORKERS:-${SAVED_FCGI_WORKERS:-$(nproc)}}
+  FCGI_TRANSPORT=${FCGI_TRANSPORT:-${SAVED_FCGI_TRANSPORT:-unix}}
+  case $FCGI_TRANSPORT in
+    # A unix socket spares nginx and the workers a TCP handshake and
+    # teardown per request (docs/performance.md).
+    unix) FCGI_ADDRESS=unix:$RUN_DIR/api/fcgi.sock ;;
+    tcp) FCGI_ADDRESS=127.0.0.1:$FCGI_PORT ;;
+    *) die "FCGI_TRANSPORT must be unix or tcp, not $FCGI_TRANSPORT" ;;
+  esac
   BUILD_DIR=${BUILD_DIR:-$REPO/build}
   ITEMS_FCGI=${ITEMS_FCGI:-${SAVED_ITEMS_FCGI:-}}
   # A development stack: loose write limits unless asked (the image's are 10r/s, burst 20).
@@ -73,6 +83,7 @@ SAVED_METRICS_PORT=$METRICS_PORT
 SAVED_DB_PORT=$DB_PORT
 SAVED_FCGI_PORT=$FCGI_PORT
 SAVED_FCGI_WORKERS=$FCGI_WORKERS
+SAVED_FCGI_TRANSPORT=$FCGI_TRANSPORT
 SAVED_ITEMS_FCGI=$ITEMS_FCGI
 SAVED_WRITE_RATE=$WRITE_RATE
 SAVED_WRITE_BURST=$WRITE_BURST
@@ -81,7 +92,9 @@ EOF
 
 check_ports_free() {
   local name port
-  for name in HTTP_PORT METRICS_PORT DB_PORT FCGI_PORT; do
+  local names=(HTTP_PORT METRICS_PORT DB_PORT)
+  [[ $FCGI_TRANSPORT == tcp ]] && names+=(FCGI_PORT)
+  for name in "${names[@]}"; do
     port=${!name}
     if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
       die "$name=$port is not a port number"
@@ -189,11 +202,12 @@ start_pool() {
   local env_args=(
     DB_HOST=127.0.0.1 DB_PORT="$DB_PORT" MYSQL_DATABASE=items MYSQL_USER=items
     MYSQL_PASSWORD_FILE="$RUN_DIR/db-password"
-    FCGI_LISTEN="127.0.0.1:$FCGI_PORT" FCGI_WORKERS="$FCGI_WORKERS"
+    FCGI_LISTEN="$FCGI_ADDRESS" FCGI_WORKERS="$FCGI_WORKERS"
     METRICS_FILE="$RUN_DIR/api/metrics" ITEMS_FCGI="$ITEMS_FCGI"
   )
   [[ -f $RUN_DIR/api-token ]] && env_args+=(API_TOKEN_FILE="$RUN_DIR/api-token")
-  ((EUID == 0)) && env_args+=(FCGI_USER="$WORKER_USER")
+  # As root, nginx's workers run as nobody: the one peer the socket admits.
+  ((EUID == 0)) && env_args+=(FCGI_USER="$WORKER_USER" FCGI_SOCKET_USER=nobody)
   # env -i: the workers see only their documented configuration.
   env -i PATH="$PATH" "${env_args[@]}" "$ITEMS_FCGI" --check-config >/dev/null ||
     die "the worker refused its configuration (see above)"
@@ -204,7 +218,7 @@ start_pool() {
 
 start_nginx() {
   HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
-    FCGI_UPSTREAM="127.0.0.1:$FCGI_PORT" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
+    FCGI_UPSTREAM="$FCGI_ADDRESS" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
     WRITE_RATE="$WRITE_RATE" WRITE_BURST="$WRITE_BURST" \
     STATIC_ROOT="$RUN_DIR/html" NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs" \
     "$REPO/nginx/render-conf.sh" "$RUN_DIR/nginx"

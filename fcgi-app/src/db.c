@@ -375,12 +375,33 @@ db_bind_row(struct db_row *row)
 	row->bind[3].buffer = &row->created_at;
 }
 
+/* width decimal digits of value at p, zero-padded (no NUL). */
+static void
+put_digits(char *p, unsigned int value, int width)
+{
+	while (width-- > 0) {
+		p[width] = (char)('0' + value % 10);
+		value /= 10;
+	}
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ"; by hand, as snprintf cost 3,000 instructions a row. */
 static void
 format_time(const MYSQL_TIME *t, char out[21])
 {
-	snprintf(out, 21, "%04u-%02u-%02uT%02u:%02u:%02uZ", t->year % 10000,
-	    t->month % 100, t->day % 100, t->hour % 100, t->minute % 100,
-	    t->second % 100);
+	put_digits(out, t->year % 10000, 4);
+	out[4] = '-';
+	put_digits(out + 5, t->month % 100, 2);
+	out[7] = '-';
+	put_digits(out + 8, t->day % 100, 2);
+	out[10] = 'T';
+	put_digits(out + 11, t->hour % 100, 2);
+	out[13] = ':';
+	put_digits(out + 14, t->minute % 100, 2);
+	out[16] = ':';
+	put_digits(out + 17, t->second % 100, 2);
+	out[19] = 'Z';
+	out[20] = '\0';
 }
 
 /* Copies the fetched row into *item (which then owns its strings). */

@@ -1,0 +1,737 @@
+#!/usr/bin/env bash
+# Benchmarks the stack against its physical limit: the same nginx serving the
+# identical GET /items body as a static file. Checks every body first, then
+# runs wrk (loopback only, bounded) on each route at 1 and N connections.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$REPO/scripts/lib/common.sh"
+
+LUA_DIR=$REPO/ctest/bench
+DOC=$REPO/docs/performance.md
+ALL_STEPS=(status items item static list100 post)
+
+usage() {
+  cat <<EOF
+usage: scripts/bench.sh [options]
+
+Starts a local stack on free loopback ports (scripts/run-local.sh --detach,
+in its own RUN_DIR, stopped at the end), or targets one given with --url.
+Checks every body (status and JSON), then runs wrk -t1 --latency at 1 and
+N connections on:
+  status    GET /status
+  items     GET /items (the seed rows)
+  item      GET /items/{id}
+  static    the limit: the identical GET /items body as a static file,
+            served by the same nginx (RUN_DIR/html/bench-items.json)
+  list100   GET /items?limit=100 (100+ rows are added through the API first),
+            and its own static twin (bench-items-100.json)
+  post      POST /items (ctest/bench/post-item.lua)
+Prints req/s, p50, p99, errors (non-2xx and socket errors), the ratio to
+the static limit at the same connection count and the CPU time each tier
+spent per request (nginx / workers / mariadbd, from /proc/PID/stat), then the
+RSS and PSS of each worker (/proc/PID/smaps_rollup of the children of
+RUN_DIR/pids/pool.pid).
+
+Options:
+  --url URL          target a running stack (http://127.0.0.1:PORT; loopback
+                     only) instead of starting one. Its RUN_DIR (--run-dir, or
+                     env RUN_DIR) provides the token, the html dir for the
+                     static limit, the pids (memory, CPU per tier) and the
+                     database socket (--scale); without one, give --static-path
+                     and API_TOKEN, and those figures are left out
+  --run-dir DIR      RUN_DIR of the stack given with --url (the post and
+                     list100 steps add rows to its database, --scale up to
+                     100,000)
+  --static-path PATH use this file already served by the target as the limit
+                     (e.g. a read-only front container) instead of publishing
+                     the identical body; the report gives both sizes
+  --duration S       seconds per wrk run [10]
+  --connections N    the high connection count [32]
+  --steps LIST       comma-separated subset of: ${ALL_STEPS[*]}
+                     [all; static always runs: it is the reference]
+  --scale            also the scale check: load rows to 100,000 through the
+                     MariaDB root socket, compare GET /items?after=99900&limit=100
+                     with after=0 (cost ratio must be <= 1.5) and measure
+                     GET /items?limit=1000
+  --smoke            every step for ~1 s with few connections: checks that each
+                     step runs and every body is right; asserts no speed
+  --write-doc        write the results into docs/performance.md (between the
+                     bench markers; the rest of the file is kept)
+  --keep             keep the RUN_DIR of the stack this script started
+  --help             this text
+
+Environment: FCGI_WORKERS, ITEMS_FCGI, BUILD_DIR (and any other setting of
+run-local.sh) reach the stack this script starts; its write limit is raised
+(WRITE_RATE 100000r/s, WRITE_BURST 100000 unless set) so that POST measures
+the write path, not the limiter. API_TOKEN overrides the token file.
+Exit status: non-zero when a body check fails, wrk reports any error, or the
+scale check misses its bound.
+EOF
+}
+
+# ---------------------------------------------------------------- options --
+
+URL="" RUN_DIR_OPT="" STATIC_OPT="" DURATION=10 CONNECTIONS=32 STEPS="" SCALE=0 SMOKE=0
+WRITE_DOC=0 KEEP=0 WARMUP=2
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      -h | --help) usage; exit 0 ;;
+      --url) URL=${2:?--url needs a value}; shift ;;
+      --run-dir) RUN_DIR_OPT=${2:?--run-dir needs a value}; shift ;;
+      --static-path) STATIC_OPT=${2:?--static-path needs a value}; shift ;;
+      --duration) DURATION=${2:?--duration needs a value}; shift ;;
+      --connections) CONNECTIONS=${2:?--connections needs a value}; shift ;;
+      --steps) STEPS=${2:?--steps needs a value}; shift ;;
+      --scale) SCALE=1 ;;
+      --smoke) SMOKE=1 ;;
+      --write-doc) WRITE_DOC=1 ;;
+      --keep) KEEP=1 ;;
+      *) usage >&2; die "unknown option: $1" ;;
+    esac
+    shift
+  done
+  if ((SMOKE)); then
+    DURATION=1 CONNECTIONS=4 WARMUP=0
+  fi
+  if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 300)); then
+    die "--duration must be 1..300 seconds"
+  fi
+  if ! [[ $CONNECTIONS =~ ^[0-9]+$ ]] || ((CONNECTIONS < 1 || CONNECTIONS > 1000)); then
+    die "--connections must be 1..1000"
+  fi
+  local s
+  if [[ -n $STEPS ]]; then
+    for s in ${STEPS//,/ }; do
+      [[ " ${ALL_STEPS[*]} " == *" $s "* ]] || die "unknown step: $s (steps: ${ALL_STEPS[*]})"
+    done
+    STEPS=",$STEPS,static,"
+  else
+    STEPS=",$(IFS=,; echo "${ALL_STEPS[*]}"),"
+  fi
+  if [[ -n $URL ]]; then
+    # Loopback only: this script generates load.
+    [[ $URL =~ ^http://(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|localhost|\[::1\])(:[0-9]{1,5})?/?$ ]] ||
+      die "--url must be http://127.x.x.x[:PORT], http://localhost[:PORT] or http://[::1][:PORT] (loopback only): $URL"
+    URL=${URL%/}
+  fi
+  if [[ -n $STATIC_OPT && $STATIC_OPT != /* ]]; then
+    die "--static-path must start with /"
+  fi
+}
+
+wants() { [[ $STEPS == *",$1,"* ]]; }
+
+# ------------------------------------------------------------------ stack --
+
+# A RUN_DIR from the environment names the stack given with --url.
+ENV_RUN_DIR=${RUN_DIR:-}
+STARTED_STACK=0 RUN_DIR="" OUT_DIR="" BASE=""
+
+# Four consecutive free loopback ports from a random base, below the
+# kernel's ephemeral range: a port it has handed to an outgoing connection
+# passes the connect test yet cannot be bound.
+pick_ports() {
+  local tries base p ok lo=10000 hi=32000 first
+  if read -r first _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((first > lo + 1000)); then
+    hi=$((first - 4))
+  fi
+  for ((tries = 0; tries < 50; tries++)); do
+    base=$((lo + RANDOM % (hi - lo)))
+    ok=1
+    for ((p = base; p < base + 4; p++)); do
+      port_free "$p" || { ok=0; break; }
+    done
+    if ((ok)); then
+      HTTP_PORT=$base METRICS_PORT=$((base + 1)) DB_PORT=$((base + 2)) FCGI_PORT=$((base + 3))
+      return 0
+    fi
+  done
+  die "no four consecutive free ports found on 127.0.0.1"
+}
+
+cleanup() {
+  local rc=$?
+  if ((STARTED_STACK)); then
+    RUN_DIR=$RUN_DIR "$REPO/scripts/run-local.sh" --stop >>"$RUN_DIR/bench-stack.log" 2>&1 ||
+      log "stopping the stack failed: see $RUN_DIR/bench-stack.log"
+    if ((KEEP)); then
+      log "kept $RUN_DIR"
+    else
+      rm -rf "$RUN_DIR"
+    fi
+  elif [[ -n $OUT_DIR ]]; then
+    [[ -z $RUN_DIR || -n $STATIC_OPT ]] ||
+      rm -f "$RUN_DIR/html/bench-items.json" "$RUN_DIR/html/bench-items-100.json"
+    if ((KEEP)); then log "kept $OUT_DIR"; else rm -rf "$OUT_DIR"; fi
+  fi
+  exit "$rc"
+}
+
+start_stack() {
+  RUN_DIR=$(mktemp -d /tmp/items-bench.XXXXXX)
+  chmod 755 "$RUN_DIR"
+  STARTED_STACK=1
+  pick_ports
+  log "starting a stack in $RUN_DIR (http 127.0.0.1:$HTTP_PORT, workers ${FCGI_WORKERS:-$(nproc)})"
+  if ! env -u API_TOKEN -u NO_TOKEN RUN_DIR="$RUN_DIR" HTTP_PORT="$HTTP_PORT" \
+    METRICS_PORT="$METRICS_PORT" DB_PORT="$DB_PORT" FCGI_PORT="$FCGI_PORT" \
+    WRITE_RATE="${WRITE_RATE:-100000r/s}" WRITE_BURST="${WRITE_BURST:-100000}" \
+    "$REPO/scripts/run-local.sh" --detach >"$RUN_DIR/bench-stack.log" 2>&1; then
+    cat "$RUN_DIR/bench-stack.log" >&2
+    die "the stack did not start"
+  fi
+  BASE=http://127.0.0.1:$HTTP_PORT
+  OUT_DIR=$RUN_DIR/bench
+  mkdir -p "$OUT_DIR"
+}
+
+use_stack() {
+  RUN_DIR=${RUN_DIR_OPT:-$ENV_RUN_DIR}
+  BASE=$URL
+  if [[ -n $RUN_DIR ]]; then
+    [[ -d $RUN_DIR/pids ]] || die "RUN_DIR=$RUN_DIR does not look like a stack's RUN_DIR (no pids/)"
+  elif [[ -z $STATIC_OPT ]]; then
+    die "--url needs the stack's RUN_DIR (--run-dir) to publish the static limit, or --static-path"
+  fi
+  if [[ -z $STATIC_OPT && ! -w $RUN_DIR/html ]]; then
+    die "cannot write the static limit into $RUN_DIR/html: give --static-path"
+  fi
+  if ((SCALE)) && [[ -z $RUN_DIR ]]; then
+    die "--scale loads rows through the database socket in RUN_DIR: give --run-dir"
+  fi
+  OUT_DIR=$(mktemp -d /tmp/items-bench-out.XXXXXX)
+}
+
+token() {
+  if [[ -n ${API_TOKEN:-} ]]; then
+    printf '%s' "$API_TOKEN"
+  elif [[ -n $RUN_DIR && -r $RUN_DIR/api-token ]]; then
+    tr -d '\n' <"$RUN_DIR/api-token"
+  else
+    die "no API token: set API_TOKEN or provide $RUN_DIR/api-token"
+  fi
+}
+
+# ------------------------------------------------------------- body checks --
+
+# usage: fetch NAME METHOD PATH [curl options...]; prints the status code,
+# leaves the body in OUT_DIR/NAME.body and the headers in OUT_DIR/NAME.head.
+fetch() {
+  local name=$1 method=$2 path=$3
+  shift 3
+  curl -sS --max-time 5 -X "$method" -o "$OUT_DIR/$name.body" -D "$OUT_DIR/$name.head" \
+    -w '%{http_code}' "$@" "$BASE$path"
+}
+
+# usage: check_json KIND FILE [ARG]; exits non-zero with a reason when the body
+# is not what KIND expects. Prints a summary ("COUNT FIRST_ID LAST_ID" for a list).
+#   status        {"status":"OK","database_connection":"OK",...}
+#   list [N]      an array of items by ascending id (exactly N when given)
+#   item ID       one item with that id
+#   created NAME  one item with that name
+check_json() {
+  python3 - "$@" <<'PY'
+import json, re, sys
+
+kind, path = sys.argv[1], sys.argv[2]
+arg = sys.argv[3] if len(sys.argv) > 3 else None
+KEYS = {"id", "name", "description", "created_at"}
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+def fail(reason):
+    sys.exit("%s: %s" % (path, reason))
+
+def check_item(v):
+    if not isinstance(v, dict) or set(v) != KEYS:
+        fail("not an item: %r" % (v,))
+    if not isinstance(v["id"], int) or v["id"] < 1:
+        fail("bad id: %r" % (v,))
+    if not isinstance(v["name"], str) or not v["name"]:
+        fail("bad name: %r" % (v,))
+    if v["description"] is not None and not isinstance(v["description"], str):
+        fail("bad description: %r" % (v,))
+    if not isinstance(v["created_at"], str) or not STAMP.match(v["created_at"]):
+        fail("bad created_at: %r" % (v,))
+
+try:
+    with open(path, "rb") as f:
+        doc = json.loads(f.read().decode("utf-8"))
+except (ValueError, UnicodeDecodeError) as e:
+    fail("not UTF-8 JSON: %s" % e)
+if kind == "status":
+    if not isinstance(doc, dict) or doc.get("status") != "OK" or doc.get("database_connection") != "OK":
+        fail("status is not OK: %r" % (doc,))
+    print("OK")
+elif kind == "list":
+    if not isinstance(doc, list) or not doc:
+        fail("not a non-empty array")
+    for v in doc:
+        check_item(v)
+    ids = [v["id"] for v in doc]
+    if ids != sorted(set(ids)):
+        fail("ids are not strictly ascending")
+    if arg is not None and len(doc) != int(arg):
+        fail("%d items, expected %s" % (len(doc), arg))
+    print(len(doc), ids[0], ids[-1])
+elif kind == "item":
+    check_item(doc)
+    if doc["id"] != int(arg):
+        fail("id %d, expected %s" % (doc["id"], arg))
+    print(doc["id"])
+elif kind == "created":
+    check_item(doc)
+    if doc["name"] != arg:
+        fail("name %r, expected %r" % (doc["name"], arg))
+    print(doc["id"])
+else:
+    fail("unknown kind " + kind)
+PY
+}
+
+# usage: expect_status NAME GOT WANT
+expect_status() {
+  [[ $2 == "$3" ]] || {
+    head -c 300 "$OUT_DIR/$1.body" >&2 || true
+    echo >&2
+    die "body check $1: HTTP $2, expected $3"
+  }
+}
+
+# Puts a copy of a body in the stack's html dir and checks nginx serves it unchanged.
+# usage: publish_static NAME FILE -> sets STATIC_PATH
+publish_static() {
+  local name=$1 src=$2 code
+  if [[ -n $STATIC_OPT ]]; then
+    # A read-only front: a file it already serves stands in for the body.
+    STATIC_PATH=$STATIC_OPT
+    code=$(fetch "$name" GET "$STATIC_PATH")
+    expect_status "$name" "$code" 200
+    STATIC_NOTE="the limit is $STATIC_OPT ($(wc -c <"$OUT_DIR/$name.body") bytes) standing in for the $(wc -c <"$src")-byte body"
+    log "$STATIC_NOTE"
+    return
+  fi
+  STATIC_PATH=/$name
+  (umask 022 && cp "$src" "$RUN_DIR/html/$name")
+  code=$(fetch "$name" GET "$STATIC_PATH")
+  expect_status "$name" "$code" 200
+  cmp -s "$src" "$OUT_DIR/$name.body" || die "body check $name: the static copy differs from the API's body"
+  grep -qi '^content-type: application/json' "$OUT_DIR/$name.head" ||
+    die "body check $name: not served as application/json"
+}
+
+FIRST_ID="" ITEMS_COUNT=0 STATIC_ITEMS="" STATIC_100="" TOKEN="" STATIC_NOTE=""
+
+check_bodies() {
+  local code summary id
+  code=$(fetch status GET /status)
+  expect_status status "$code" 200
+  check_json status "$OUT_DIR/status.body" >/dev/null || die "body check status failed"
+
+  code=$(fetch items GET /items)
+  expect_status items "$code" 200
+  summary=$(check_json list "$OUT_DIR/items.body") || die "body check items failed"
+  read -r ITEMS_COUNT FIRST_ID _ <<<"$summary"
+
+  code=$(fetch item GET "/items/$FIRST_ID")
+  expect_status item "$code" 200
+  check_json item "$OUT_DIR/item.body" "$FIRST_ID" >/dev/null || die "body check item failed"
+
+  publish_static bench-items.json "$OUT_DIR/items.body"
+  STATIC_ITEMS=$STATIC_PATH
+
+  if wants post || wants list100; then
+    TOKEN=$(token)
+  fi
+  if wants post; then
+    # A write and its undo: GET /items keeps its body for the runs below.
+    code=$(fetch post POST /items -H 'Content-Type: application/json' \
+      -H "Authorization: Bearer $TOKEN" --data-binary '{"name":"bench item","description":"written by scripts/bench.sh"}')
+    expect_status post "$code" 201
+    id=$(check_json created "$OUT_DIR/post.body" "bench item") || die "body check post failed"
+    tr -d '\r' <"$OUT_DIR/post.head" | grep -qix "location: /items/$id" || die "body check post: no Location: /items/$id"
+    code=$(fetch delete DELETE "/items/$id" -H "Authorization: Bearer $TOKEN")
+    expect_status delete "$code" 204
+  fi
+  log "bodies checked: /status, /items ($ITEMS_COUNT rows), /items/$FIRST_ID, $STATIC_ITEMS$(wants post && echo ', POST /items')"
+}
+
+# Adds items through the API until GET /items?limit=100 is a full page, then
+# checks that page and publishes its static twin.
+prepare_list100() {
+  local code count need i summary
+  code=$(fetch list100 GET '/items?limit=100')
+  expect_status list100 "$code" 200
+  count=$(check_json list "$OUT_DIR/list100.body" | cut -d' ' -f1) || die "body check list100 failed"
+  # 101 rows: the page is full and has a Link to the next one.
+  need=$((101 - count))
+  if ((need > 0)); then
+    log "adding $need items through the API"
+  fi
+  for ((i = 0; i < need; i++)); do
+    code=$(fetch fill POST /items -H 'Content-Type: application/json' \
+      -H "Authorization: Bearer $TOKEN" --data-binary "{\"name\":\"bench row $i\",\"description\":\"a row for GET /items?limit=100\"}")
+    expect_status fill "$code" 201
+  done
+  code=$(fetch list100 GET '/items?limit=100')
+  expect_status list100 "$code" 200
+  summary=$(check_json list "$OUT_DIR/list100.body" 100) || die "body check list100 failed"
+  grep -qi '^link: </items?after=' "$OUT_DIR/list100.head" || die "body check list100: no Link header"
+  log "body checked: /items?limit=100 (ids ${summary#* })"
+  publish_static bench-items-100.json "$OUT_DIR/list100.body"
+  STATIC_100=$STATIC_PATH
+}
+
+# -------------------------------------------------------------------- wrk --
+
+declare -A RPS P50 P99 ERRS LABEL CPU
+ORDER=()
+WRK_ERRORS=0
+CLK_TCK=$(getconf CLK_TCK)
+
+read_pid() {
+  if [[ -n $RUN_DIR ]]; then cat "$RUN_DIR/pids/$1.pid" 2>/dev/null || true; fi
+}
+
+# The processes of a tier: nginx (master and workers), workers (the pool's
+# children), db (mariadbd, whose threads /proc/PID/stat adds up).
+tier_pids() {
+  local pid
+  case $1 in
+    nginx) pid=$(read_pid nginx) ;;
+    workers) pid=$(read_pid pool) ;;
+    db) pid=$(read_pid mariadb) ;;
+  esac
+  [[ -n $pid ]] || return 0
+  case $1 in
+    nginx) echo "$pid"; ps -o pid= --ppid "$pid" || true ;;
+    workers) ps -o pid= --ppid "$pid" || true ;;
+    db) echo "$pid" ;;
+  esac
+}
+
+# CPU time (user + system, in clock ticks) a tier has used so far.
+tier_ticks() {
+  local total=0 pid stat fields
+  for pid in $(tier_pids "$1"); do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    read -r -a fields <<<"${stat##*) }"
+    total=$((total + fields[11] + fields[12]))
+  done
+  echo "$total"
+}
+
+# usage: run_wrk KEY LABEL CONNS PATH [LUA_SCRIPT]
+run_wrk() {
+  local key=$1 label=$2 conns=$3 path=$4 script=${5:-$LUA_DIR/report.lua}
+  local out=$OUT_DIR/wrk-$key-c$conns.txt line rc=0 tier
+  local -A ticks
+  for tier in nginx workers db; do ticks[$tier]=$(tier_ticks "$tier"); done
+  timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 2s --latency \
+    -s "$script" "$BASE$path" >"$out" 2>&1 || rc=$?
+  line=$(grep '^BENCH ' "$out" || true)
+  if ((rc != 0)) || [[ -z $line ]]; then
+    cat "$out" >&2
+    die "wrk failed on $path (exit $rc)"
+  fi
+  local requests duration_us p50_us p99_us status_errors connect_errors read_errors write_errors timeout_errors
+  local kv
+  for kv in ${line#BENCH }; do
+    case ${kv%%=*} in
+      requests | duration_us | p50_us | p99_us | status_errors | connect_errors | read_errors | write_errors | timeout_errors)
+        printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+    esac
+  done
+  local id=$key:$conns errors=$((status_errors + connect_errors + read_errors + write_errors + timeout_errors))
+  RPS[$id]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+  P50[$id]=$p50_us P99[$id]=$p99_us LABEL[$id]=$label
+  CPU[$id]=-
+  if [[ -n $RUN_DIR ]] && ((requests > 0)); then
+    CPU[$id]=""
+    for tier in nginx workers db; do
+      CPU[$id]+="${CPU[$id]:+/}$(awk -v t="$(($(tier_ticks "$tier") - ticks[$tier]))" -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
+    done
+  fi
+  ERRS[$id]=$errors
+  if ((errors > 0)); then
+    ERRS[$id]="$errors ($status_errors non-2xx, $((connect_errors + read_errors + write_errors)) socket, $timeout_errors timeout)"
+    WRK_ERRORS=$((WRK_ERRORS + errors))
+  fi
+  ORDER+=("$id")
+  log "$(printf '%-34s c%-3d %8s req/s  p50 %s  p99 %s  errors %s  CPU us/req %s' "$label" "$conns" \
+    "${RPS[$id]}" "$(fmt_ms "$p50_us")" "$(fmt_ms "$p99_us")" "${ERRS[$id]}" "${CPU[$id]}")"
+}
+
+# Runs a step at 1 and at CONNECTIONS connections.
+# usage: run_step KEY LABEL PATH [LUA_SCRIPT]
+run_step() {
+  local c
+  for c in $(conn_counts); do
+    run_wrk "$1" "$2" "$c" "$3" "${4:-}"
+  done
+}
+
+conn_counts() {
+  if ((CONNECTIONS == 1)); then echo 1; else echo 1 "$CONNECTIONS"; fi
+}
+
+fmt_ms() { awk -v us="$1" 'BEGIN { printf "%.3f ms", us / 1000 }'; }
+
+# usage: ratio ID REF_KEY -> the req/s of ID over that of REF_KEY at the same connections
+ratio() {
+  local id=$1 ref=$2:${1##*:}
+  [[ -n ${RPS[$ref]:-} && ${RPS[$ref]} != 0 ]] || { echo "-"; return; }
+  awk -v a="${RPS[$id]}" -v b="${RPS[$ref]}" 'BEGIN { printf "%.2f", a / b }'
+}
+
+# ------------------------------------------------------------------ scale --
+
+SCALE_RESULT="" SCALE_FAILED=0
+
+db_root() { mariadb --no-defaults --socket="$RUN_DIR/db/mysql.sock" -uroot -N -B items "$@"; }
+
+load_scale_rows() {
+  local count need
+  [[ -S $RUN_DIR/db/mysql.sock ]] || die "--scale: no database socket at $RUN_DIR/db/mysql.sock"
+  count=$(db_root -e 'SELECT COUNT(*) FROM items') || die "--scale: cannot reach the database as root through its socket"
+  need=$((100000 - count))
+  if ((need > 0)); then
+    log "loading $need rows through the MariaDB root socket"
+    # Multi-row INSERTs of 5,000 rows: seconds, not the minutes the API would take.
+    awk -v n="$need" -v batch=5000 'BEGIN {
+      for (i = 1; i <= n; i++) {
+        printf "%s('\''scale row %d'\'','\''loaded by scripts/bench.sh --scale'\'')", ((i - 1) % batch ? "," : "INSERT INTO items (name, description) VALUES "), i
+        if (i % batch == 0 || i == n) print ";"
+      }
+    }' | db_root || die "--scale: loading rows failed"
+  fi
+  log "items: $(db_root -e 'SELECT CONCAT(COUNT(*), " rows, max id ", MAX(id)) FROM items')"
+}
+
+run_scale() {
+  local code summary id c p0 p1 cost_c1 cost_cn
+  load_scale_rows
+  code=$(fetch scale0 GET '/items?after=0&limit=100')
+  expect_status scale0 "$code" 200
+  check_json list "$OUT_DIR/scale0.body" 100 >/dev/null || die "body check scale0 failed"
+  code=$(fetch scale99900 GET '/items?after=99900&limit=100')
+  expect_status scale99900 "$code" 200
+  summary=$(check_json list "$OUT_DIR/scale99900.body") || die "body check scale99900 failed"
+  read -r _ id _ <<<"$summary"
+  ((id > 99900)) || die "body check scale99900: first id $id"
+  code=$(fetch limit1000 GET '/items?limit=1000')
+  expect_status limit1000 "$code" 200
+  check_json list "$OUT_DIR/limit1000.body" 1000 >/dev/null || die "body check limit1000 failed"
+  log "bodies checked: after=0, after=99900 ($summary), limit=1000"
+  run_step scale0 "GET /items?after=0&limit=100" '/items?after=0&limit=100'
+  run_step scale99900 "GET /items?after=99900&limit=100" '/items?after=99900&limit=100'
+  run_step limit1000 "GET /items?limit=1000 (100k rows)" '/items?limit=1000'
+  # Cost of a request: 1/(req/s) under load, the median latency at 1 connection.
+  SCALE_RESULT=""
+  for c in $(conn_counts); do
+    p0=${RPS[scale0:$c]} p1=${RPS[scale99900:$c]}
+    cost_cn=$(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.2f", a / b }')
+    cost_c1=$(awk -v a="${P50[scale99900:$c]}" -v b="${P50[scale0:$c]}" 'BEGIN { printf "%.2f", a / b }')
+    SCALE_RESULT+="- c$c: after=99900 costs ${cost_cn}x after=0 by req/s, ${cost_c1}x by p50"$'\n'
+    if ((!SMOKE)) && awk -v r="$cost_cn" 'BEGIN { exit !(r > 1.5) }'; then
+      SCALE_FAILED=1
+    fi
+  done
+  if ((SCALE_FAILED)); then
+    SCALE_RESULT+="- FAILED: keyset pagination must keep after=99900 within 1.5x of after=0"$'\n'
+  else
+    SCALE_RESULT+="- bound (<= 1.5x by req/s): $( ((SMOKE)) && echo 'not asserted in --smoke' || echo met)"$'\n'
+  fi
+  printf '\nScale check (100,000 rows):\n%s' "$SCALE_RESULT"
+}
+
+# ----------------------------------------------------------------- memory --
+
+MEMORY_TABLE=""
+
+# The workers are the children of the pool's supervisor (multiwatch).
+worker_memory() {
+  local pool pid rss pss served when=$1
+  pool=$(read_pid pool)
+  if ! pid_alive "$pool"; then
+    MEMORY_TABLE+="| $when | (no pool pid: give --run-dir) | | | |"$'\n'
+    return
+  fi
+  for pid in $(ps -o pid= --ppid "$pool"); do
+    [[ -r /proc/$pid/smaps_rollup ]] || continue
+    rss=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")
+    pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
+    served=$(grep -c "\"pid\":$pid,\"request_id\"" "$RUN_DIR/logs/pool.log" 2>/dev/null || true)
+    MEMORY_TABLE+="$(printf '| %s | %s | %.1f MB | %.1f MB | %s |' "$when" "$pid" \
+      "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$(awk -v k="$pss" 'BEGIN { print k / 1024 }')" "${served:-?}")"$'\n'
+  done
+}
+
+# ----------------------------------------------------------------- report --
+
+TABLE=""
+
+build_table() {
+  local id key ref
+  TABLE="| test | conns | req/s | p50 | p99 | errors | ratio to the limit | CPU µs/request: nginx/workers/db |"$'\n'
+  TABLE+="|---|---:|---:|---:|---:|---|---:|---:|"$'\n'
+  for id in "${ORDER[@]}"; do
+    key=${id%%:*}
+    case $key in
+      static) ref=static ;;
+      list100 | static100 | scale0 | scale99900 | limit1000) ref=static100 ;;
+      *) ref=static ;;
+    esac
+    TABLE+="$(printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "${LABEL[$id]}" "${id##*:}" "${RPS[$id]}" \
+      "$(fmt_ms "${P50[$id]}")" "$(fmt_ms "${P99[$id]}")" "${ERRS[$id]}" "$(ratio "$id" "$ref")" "${CPU[$id]}")"$'\n'
+  done
+}
+
+# What the run measured: read from the stack itself where it can be.
+settings() {
+  local conf=$RUN_DIR/nginx/nginx.conf fconf=$RUN_DIR/nginx/items-fastcgi.conf nginx_pid workers
+  local upstream keepalive keep_conn access_log write_limit
+  nginx_pid=$(read_pid nginx)
+  workers=$(tier_pids workers | wc -l)
+  if [[ -n $RUN_DIR && -r $conf ]]; then
+    upstream=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "server" { print $2 }' "$conf" |
+      sort -u | paste -sd' ' | sed "s|$RUN_DIR|RUN_DIR|g")
+    keepalive=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "keepalive" { sub(";", "", $2); print $2 }' "$conf")
+    access_log=$(awk '$1 == "access_log" { $1 = ""; sub(/^ /, ""); sub(/;$/, ""); print; exit }' "$conf" |
+      sed 's|^[^ ]*/||')
+    write_limit=$(grep -o 'zone=writes:[^ ]* rate=[^;]*' "$conf" | sed 's/.* //' || true)
+  fi
+  if [[ -n $RUN_DIR && -r $fconf ]]; then
+    keep_conn=$(awk '$1 == "fastcgi_keep_conn" { sub(";", "", $2); print $2 }' "$fconf")
+  fi
+  cat <<EOF
+- FastCGI workers: ${workers:-?} (FCGI_WORKERS), upstream ${upstream:-?}
+- nginx worker processes: $( [[ -n $nginx_pid ]] && ps -o pid= --ppid "$nginx_pid" | wc -l || echo '?'); upstream keepalive: ${keepalive:-off}; fastcgi_keep_conn: ${keep_conn:-off}
+- access_log: ${access_log:-?}; write limit per address: ${write_limit:-?}
+- MariaDB: $(grep -E '^[a-z_-]+ *=' "$REPO/mysql/my.cnf" 2>/dev/null | sed 's/ *= */=/' | paste -sd' ' || echo '?')
+- wrk: -t1 --latency, ${DURATION} s per run, 1 and ${CONNECTIONS} connections, loopback; warm-up ${WARMUP} s
+- load average before the run: ${LOAD_BEFORE:-?} (other processes on the machine share its $(nproc) CPUs)
+EOF
+  if [[ -n $STATIC_NOTE ]]; then
+    echo "- $STATIC_NOTE"
+  fi
+}
+
+machine() {
+  local cpu
+  cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  cat <<EOF
+- $(nproc) CPUs: ${cpu:-unknown}; kernel $(uname -r); $(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)
+- $(nginx -v 2>&1 | sed 's|^nginx version: ||'); $(mariadbd --version 2>/dev/null | awk '{ print "MariaDB " $3 }')
+- libfcgi $(dpkg-query -W -f='${Version}' libfcgi0ldbl 2>/dev/null || echo '?'), MariaDB Connector/C $(dpkg-query -W -f='${Version}' libmariadb3 2>/dev/null || echo '?'), jansson $(dpkg-query -W -f='${Version}' libjansson4 2>/dev/null || echo '?'), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')
+EOF
+}
+
+report() {
+  build_table
+  printf '\n%s\n' "$TABLE"
+  printf 'Workers after the run:\n| when | pid | RSS | PSS | requests (pool.log) |\n|---|---|---:|---:|---:|\n%s' "$MEMORY_TABLE"
+}
+
+write_doc() {
+  local section tmp
+  section=$(
+    echo "<!-- bench:begin (generated by scripts/bench.sh --write-doc; edit outside the markers) -->"
+    echo "## Results of the last run ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo
+    echo "Rewritten by every \`scripts/bench.sh --write-doc\` run; the settings say what was measured."
+    echo "Compare the static rows before reading a ratio: when the machine is busy during the"
+    echo "static runs, every ratio of the run goes up."
+    echo
+    echo "Machine:"
+    echo
+    machine
+    echo
+    echo "Settings:"
+    echo
+    settings
+    echo
+    echo "Ratios compare req/s with the static file at the same connection count: the 5-row"
+    echo "body for /status, /items, /items/{id} and POST; the 100-row body for the 100-row pages."
+    echo "CPU is the user + system time each tier used during the run (/proc/PID/stat),"
+    echo "divided by the requests served: what a request costs, whatever else runs."
+    echo
+    printf '%s\n' "$TABLE"
+    echo "Workers after the run:"
+    echo
+    echo "| when | pid | RSS | PSS | requests (pool.log) |"
+    echo "|---|---|---:|---:|---:|"
+    printf '%s' "$MEMORY_TABLE"
+    if [[ -n $SCALE_RESULT ]]; then
+      echo
+      echo "Scale check (100,000 rows):"
+      echo
+      printf '%s' "$SCALE_RESULT"
+    fi
+    echo "<!-- bench:end -->"
+  )
+  tmp=$(mktemp "$DOC.XXXXXX")
+  printf '%s\n' "$section" >"$OUT_DIR/doc-section.md"
+  if [[ -f $DOC ]] && grep -q '^<!-- bench:begin' "$DOC"; then
+    awk -v section_file="$OUT_DIR/doc-section.md" '
+      /^<!-- bench:begin/ { while ((getline line < section_file) > 0) print line; skip = 1; next }
+      /^<!-- bench:end/ { skip = 0; next }
+      !skip { print }' "$DOC" >"$tmp"
+  elif [[ -f $DOC ]]; then
+    { cat "$DOC"; echo; printf '%s\n' "$section"; } >"$tmp"
+  else
+    { echo "# Performance"; echo; printf '%s\n' "$section"; } >"$tmp"
+  fi
+  chmod 644 "$tmp"
+  mv "$tmp" "$DOC"
+  log "wrote $DOC"
+}
+
+# ------------------------------------------------------------------- main --
+
+main() {
+  parse_args "$@"
+  ensure_packages wrk:wrk curl:curl python3:python3 ps:procps
+  if ((SCALE)); then ensure_packages mariadb:mariadb-client; fi
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+  if [[ -n $URL ]]; then use_stack; else start_stack; fi
+
+  check_bodies
+  if ((WARMUP > 0)); then
+    # Every worker opens its database connection lazily: not in the figures.
+    timeout $((WARMUP + 30)) wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$BASE/items" >/dev/null 2>&1 || true
+  fi
+  run_step static "static file, same body (the limit)" "$STATIC_ITEMS"
+  wants status && run_step status "GET /status" /status
+  wants items && run_step items "GET /items ($ITEMS_COUNT rows)" /items
+  wants item && run_step item "GET /items/{id}" "/items/$FIRST_ID"
+  if wants list100; then
+    prepare_list100
+    run_step static100 "static file, 100-row body" "$STATIC_100"
+    run_step list100 "GET /items?limit=100" '/items?limit=100'
+  fi
+  export BENCH_TOKEN=$TOKEN
+  wants post && run_step post "POST /items" /items "$LUA_DIR/post-item.lua"
+  worker_memory "after the runs"
+  if ((SCALE)); then
+    run_scale
+    worker_memory "after --scale"
+  fi
+  report
+  ((WRITE_DOC)) && write_doc
+  if ((WRK_ERRORS > 0)); then
+    die "wrk reported $WRK_ERRORS errors (non-2xx or socket errors)"
+  fi
+  if ((SCALE_FAILED)); then
+    die "scale check failed: GET /items?after=99900 costs more than 1.5x after=0"
+  fi
+  log "done$( ((SMOKE)) && echo ' (smoke: every step ran, every body was right)')"
+}
+
+main "$@"
