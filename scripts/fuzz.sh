@@ -8,10 +8,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_HARNESSES=(page id json auth config media_type)
+ALL_HARNESSES=(page id json auth config media_type encode)
 FUZZ_DIR=$REPO/ctest/fuzz
 # The product sources each harness links (the parsers and what they call).
-LIB_SOURCES=(auth.c config.c http.c item.c json.c params.c utf8.c)
+LIB_SOURCES=(auth.c buf.c config.c http.c item.c json.c params.c utf8.c)
 
 usage() {
   cat <<EOF
