@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO_ROOT, "ctest", "integration"))
 
-from stack import Stack, StackError  # noqa: E402  (path set just above)
+from stack import Stack, StackError, StackTestCase  # noqa: E402  (path set just above)
 
 __all__ = ["Stack", "StackError", "RawResponse", "raw_exchange", "connect",
            "read_response", "HostileTestCase", "main", "REPO_ROOT"]
@@ -130,28 +130,10 @@ def raw_exchange(port, data, timeout=10.0, source=None):
         s.close()
 
 
-class HostileTestCase(unittest.TestCase):
-    """One stack per class (setUpClass); its logs are printed when a test
-    fails. Subclasses set `stack_options` (keyword arguments of Stack)."""
-
-    stack_options = {}
-    stack = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = Stack(**cls.stack_options)
-        cls.addClassCleanup(cls.stack.stop)
-
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        sizes = self.stack.log_sizes() if self.stack else None
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before and self.stack:
-            sys.stderr.write("\n---- logs written during %s ----\n%s\n----\n"
-                             % (self.id(), self.stack.logs(since=sizes)))
-        return out
+class HostileTestCase(StackTestCase):
+    """One stack per class (setUpClass, logs printed when a test fails:
+    see StackTestCase). Subclasses set `stack_options` (keyword arguments
+    of Stack)."""
 
     @property
     def port(self):
