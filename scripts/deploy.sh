@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Deploy the items stack with Docker compose: from a fresh Debian 12 machine (root, no Docker, no
-# registry) to front/api/db healthy and serving on ${HTTP_PORT:-80}.
+# registry) to front/api/db healthy and serving on ${HTTP_PORT:-80}. With --swarm: the same images as
+# a Docker Swarm stack (compose.yaml + compose.swarm.yaml), api replicated.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 Usage: scripts/deploy.sh [--no-build] [--timeout SECONDS]
        scripts/deploy.sh --down [--purge]
+       scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--timeout SECONDS]
+       scripts/deploy.sh --swarm --down [--purge]
+       scripts/deploy.sh --swarm --print-stack
 
 Deploys the three-tier stack (compose.yaml) and returns once every service is healthy and the
 smoke test through the public port passed:
@@ -27,9 +31,27 @@ On failure it prints the failing service's logs and exits non-zero.
   --timeout SECS  how long to wait for the services to be healthy (default 300)
   --help          this text
 
+Docker Swarm (docs/scaling.md):
+  --swarm         deploy as the Swarm stack STACK_NAME (default items): steps 1-5 as above, then
+                  `docker stack deploy` of compose.yaml + compose.swarm.yaml (merged by compose,
+                  translated by scripts/lib/stackfile.py), waits (bounded) until every service runs
+                  all its replicas healthy, smoke-tests through 127.0.0.1:HTTP_PORT. This engine must
+                  be a swarm manager; it is never made one unless --init-swarm is given.
+  --init-swarm    with --swarm: when this engine is in no swarm, create a single-node swarm first
+                  (advertised on 127.0.0.1 unless SWARM_ADVERTISE_ADDR is set). Leaving it is yours
+                  to do: docker swarm leave --force.
+  --swarm --down  remove the stack (services, networks, its Swarm secrets; --purge: the data volume);
+                  the swarm itself stays.
+  --print-stack   print the stack file that --swarm deploys, and exit
+  The compose deployment and the stack use the same data volume name (<name>_db-data) when
+  COMPOSE_PROJECT_NAME and STACK_NAME are equal: each refuses to start while the other runs.
+
 Environment (also read from .env): HTTP_PORT (80), HTTP_BIND (0.0.0.0), REGISTRY (unset: no push),
 IMAGE_PREFIX (items), IMAGE_TAG (latest), SECRETS_DIR (./secrets), COMPOSE_PROJECT_NAME (items),
 COMPOSE_IMPL (docker-compose or docker-compose-plugin: force one compose implementation).
+Swarm: STACK_NAME (items), API_REPLICAS (3), ENDPOINT_MODE (dnsrr), PUBLISH_MODE (host) and the
+other knobs listed at the top of compose.swarm.yaml; SWARM_ADVERTISE_ADDR (for --init-swarm).
+With REGISTRY set, the stack runs the pushed images REGISTRY/items-<tier>:<git commit>.
 Works with `docker compose` (v2) and `docker-compose` (1.29).
 EOF
 }
@@ -38,11 +60,16 @@ action=up
 purge=0
 build=1
 timeout=300
+swarm=0
+init_swarm=0
 while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
         --down) action=down ;;
         --purge) purge=1 ;;
+        --swarm) swarm=1 ;;
+        --init-swarm) init_swarm=1 ;;
+        --print-stack) action=print-stack; swarm=1 ;;
         --no-build) build=0 ;;
         --timeout) timeout=${2:?--timeout needs a value}; shift ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -52,6 +79,10 @@ done
 [[ $timeout =~ ^[0-9]+$ ]] || { echo "--timeout takes a number of seconds" >&2; exit 2; }
 if ((purge)) && [[ $action != down ]]; then
     echo "--purge goes with --down" >&2
+    exit 2
+fi
+if ((init_swarm)) && { ((!swarm)) || [[ $action != up ]]; }; then
+    echo "--init-swarm goes with --swarm (to deploy)" >&2
     exit 2
 fi
 
@@ -79,6 +110,43 @@ setting() {
     printf '%s' "${value:-$default}"
 }
 
+stack=$(setting STACK_NAME items)
+[[ $stack =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || dk_die "STACK_NAME must be letters, digits, - and _: $stack"
+
+if [[ $action == print-stack ]]; then
+    dk_engine_running || dk_die "no Docker engine answers (compose needs one to read the files)"
+    DK_STACK_EXPLAIN=1 dk_stack_file "$stack"
+    exit 0
+fi
+
+if [[ $action == down ]] && ((swarm)); then
+    dk_engine_running || dk_die "no Docker engine answers: nothing to stop"
+    if dk_stack_exists "$stack"; then
+        log "removing the stack $stack (services, networks, secrets)"
+        docker stack rm "$stack" >&2
+        dk_wait_stack_gone 120 "$stack" || dk_die "the stack's containers or networks are still there after 120 s"
+    else
+        log "no stack $stack in this swarm"
+    fi
+    # The stack's volumes on this node: the run-time tmpfs ones (db-run, front-run) hold nothing;
+    # the data volume goes only with --purge. (Other nodes keep theirs: docker volume rm there.)
+    while read -r volume; do
+        [[ -n $volume ]] || continue
+        if [[ $volume == "${stack}_db-data" ]] && ((!purge)); then
+            log "the data volume $volume is kept (--purge removes it)"
+            continue
+        fi
+        log "removing the volume $volume"
+        docker volume rm "$volume" >/dev/null
+    done < <(docker volume ls -q --filter "label=com.docker.stack.namespace=$stack")
+    # The data volume may have been created by the compose deployment (same name, its labels).
+    if ((purge)) && docker volume inspect "${stack}_db-data" >/dev/null 2>&1; then
+        log "removing the data volume ${stack}_db-data"
+        docker volume rm "${stack}_db-data" >/dev/null
+    fi
+    exit 0
+fi
+
 if [[ $action == down ]]; then
     dk_engine_running || dk_die "no Docker engine answers: nothing to stop"
     dk_detect_compose
@@ -102,6 +170,24 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 dk_ensure_engine
 dk_detect_compose
+project=$(setting COMPOSE_PROJECT_NAME items)
+if ((swarm)); then
+    case $(dk_swarm_state) in
+        manager) ;;
+        inactive)
+            ((init_swarm)) || dk_die "this Docker engine is in no swarm: add --init-swarm to create a single-node swarm here, or join one (docker swarm join) and run this on a manager"
+            dk_swarm_init
+            [[ $(dk_swarm_state) == manager ]] || dk_die "docker swarm init did not make this engine a manager"
+            ;;
+        worker) dk_die "this engine is a swarm worker: run scripts/deploy.sh --swarm on a manager" ;;
+        *) dk_die "this engine's swarm is in state $(docker info --format '{{.Swarm.LocalNodeState}}' 2>&1): fix it first (docker info)" ;;
+    esac
+    if [[ -n $(docker ps -q --filter "label=com.docker.compose.project=$project") ]]; then
+        dk_die "the compose deployment '$project' is running (same port and data volume): stop it first with scripts/deploy.sh --down"
+    fi
+elif dk_stack_exists "$stack"; then
+    dk_die "the swarm stack '$stack' is running (same port and data volume): remove it first with scripts/deploy.sh --swarm --down"
+fi
 
 # 2. Base image.
 dk_ensure_base_image
@@ -115,6 +201,9 @@ fi
 
 # 4. Validate, build.
 dk_compose config -q || dk_die "compose.yaml does not validate"
+if ((swarm)); then
+    dk_stack_file "$stack" >/dev/null || dk_die "compose.yaml + compose.swarm.yaml do not give a stack file"
+fi
 if ((build)); then
     log "building the images"
     build_start=$SECONDS
@@ -128,9 +217,9 @@ fi
 
 # 5. Push.
 registry=$(setting REGISTRY)
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo nocommit)
 if [[ -n $registry ]]; then
     version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -n1)
-    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo nocommit)
     prefix=$(setting IMAGE_PREFIX items)
     tag=$(setting IMAGE_TAG latest)
     for tier in front api db; do
@@ -140,6 +229,84 @@ if [[ -n $registry ]]; then
             docker push "${registry%/}/items-$tier:$t" >&2 || dk_die "push of ${registry%/}/items-$tier:$t failed"
         done
     done
+fi
+
+port=$(setting HTTP_PORT 80)
+base=http://127.0.0.1:$port
+smoke() {
+    local path=$1 expect=$2 body code
+    body=$(mktemp)
+    code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$base$path" || echo 000)
+    if [[ $code != 200 ]] || ! grep -q -- "$expect" "$body"; then
+        log "smoke test GET $path: HTTP $code: $(head -c 300 "$body")"
+        rm -f "$body"
+        return 1
+    fi
+    rm -f "$body"
+    log "smoke test GET $path: 200"
+}
+
+# 6 (swarm). Deploy the stack, wait, smoke test.
+if ((swarm)); then
+    swarm_failed() {
+        local svc=${1:-}
+        log "FAILED: $2"
+        docker stack ps --no-trunc --format 'table {{.Name}}\t{{.CurrentState}}\t{{.Error}}' "$stack" >&2 || true
+        for s in ${svc:-${stack}_db ${stack}_api ${stack}_front}; do
+            # The newest containers of the service on this node (`docker service logs` can hang on
+            # tasks whose containers are gone: it is only the fallback, bounded, for other nodes).
+            local c n=0
+            for c in $(docker ps -aq --filter "label=com.docker.swarm.service.name=$s" | head -n 2); do
+                log "---- logs of $s, container ${c:0:12} (last 60 lines) ----"
+                docker logs --tail 60 "$c" >&2 || true
+                n=$((n + 1))
+            done
+            if ((n == 0)); then
+                log "---- logs of $s (last 60 lines) ----"
+                timeout 20 docker service logs --no-task-ids --tail 60 "$s" >&2 || true
+            fi
+        done
+        exit 1
+    }
+    stack_file=$(mktemp "${TMPDIR:-/tmp}/items-stack.XXXXXX")
+    trap 'rm -f "$stack_file"' EXIT
+    deploy_opts=(--prune)
+    if [[ -n $registry ]]; then
+        # The images just pushed, by their immutable tag: every node pulls the same ones.
+        export IMAGE_PREFIX="${registry%/}/items" IMAGE_TAG="$commit"
+        deploy_opts+=(--with-registry-auth --resolve-image always)
+    else
+        # Local images: nothing to resolve (a multi-node swarm needs REGISTRY: docs/scaling.md).
+        deploy_opts+=(--resolve-image never)
+    fi
+    # Later CLIs wait for convergence unless told not to; the wait below is ours, bounded.
+    docker stack deploy --help 2>/dev/null | grep -q -- '--detach' && deploy_opts+=(--detach=true)
+    dk_stack_file "$stack" >"$stack_file" || dk_die "could not write the stack file"
+    log "deploying the stack $stack (api replicas: $(setting API_REPLICAS 3))"
+    deploy_started=$(date +%s)
+    if ! out=$(docker stack deploy "${deploy_opts[@]}" -c "$stack_file" "$stack" 2>&1); then
+        printf '%s\n' "$out" >&2
+        if [[ $out == *"only updates to Labels are allowed"* ]]; then
+            log "a Swarm secret cannot change in place: was it created by another tool under this name?"
+        fi
+        swarm_failed "" "docker stack deploy failed"
+    fi
+    printf '%s\n' "$out" >&2
+    if ! dk_wait_stack "$timeout" "$stack" "$deploy_started"; then
+        swarm_failed "$DK_FAILED" "service ${DK_FAILED:-?} did not converge"
+    fi
+    healthy_after=$((SECONDS - start))
+    dk_prune_stack_secrets "$stack" "$stack_file"
+    smoke /status '"database_connection":"OK"' || swarm_failed "${stack}_api" "/status through the published port"
+    smoke /items '^\[' || swarm_failed "${stack}_api" "/items through the published port"
+    cat >&2 <<EOF
+[deploy] the stack $stack is up: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
+[deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(setting PUBLISH_MODE host) mode)
+[deploy]   API     $base/status   $base/items
+[deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
+[deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
+EOF
+    exit 0
 fi
 
 # 6. Start, wait, smoke test.
@@ -161,20 +328,6 @@ if ! dk_wait_healthy "$timeout" db api front; then
 fi
 healthy_after=$((SECONDS - start))
 
-port=$(setting HTTP_PORT 80)
-base=http://127.0.0.1:$port
-smoke() {
-    local path=$1 expect=$2 body code
-    body=$(mktemp)
-    code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$base$path" || echo 000)
-    if [[ $code != 200 ]] || ! grep -q -- "$expect" "$body"; then
-        log "smoke test GET $path: HTTP $code: $(head -c 300 "$body")"
-        rm -f "$body"
-        return 1
-    fi
-    rm -f "$body"
-    log "smoke test GET $path: 200"
-}
 smoke /status '"database_connection":"OK"' || failed "api" "/status through the public port"
 smoke /items '^\[' || failed "api" "/items through the public port"
 

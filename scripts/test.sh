@@ -8,7 +8,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak bench browser compose)
+ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak bench browser compose swarm)
 
 usage() {
   cat <<EOF
@@ -33,6 +33,9 @@ Runs the test suites (default: all, in this order):
   browser      the page in headless Chromium (playwright-core)
   compose      the Docker compose deployment, end to end (needs a Docker engine;
                as root it installs and starts one)
+  swarm        the Docker Swarm stack, end to end: 3 api replicas, rolling update,
+               killed replica, token rotation, scaling, all under load (skipped
+               when the engine cannot run a swarm; ctest/swarm/test_swarm.sh)
 
 As root on Debian it installs the packages it needs. Build directories go
 under TEST_BUILD_ROOT [REPO/build-test]; KEEP_TMP=1 keeps the stacks' files.
@@ -251,6 +254,23 @@ suite_compose() {
     record compose "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
   else
     record compose 0 1
+  fi
+}
+
+suite_swarm() {
+  local test=$REPO/ctest/swarm/test_swarm.sh rc=0
+  if [[ ! -x $test ]]; then
+    record swarm 0 0 1
+    return
+  fi
+  run_logged swarm "$test" || rc=$?
+  if ((rc == 77)); then
+    record swarm 0 0 1
+  elif counts_from_log "$LOG_DIR/swarm.log"; then
+    ((rc == 0 || COUNT_FAILED > 0)) || COUNT_FAILED=1
+    record swarm "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
+  else
+    record swarm 0 1
   fi
 }
 

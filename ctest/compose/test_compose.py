@@ -22,6 +22,7 @@ PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
 PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
 EDGE_SUBNET = os.environ.get("E2E_EDGE_SUBNET", "172.31.254.0/24")
 API_EDGE_IP = os.environ.get("E2E_API_EDGE_IP", "172.31.254.10")
+DATA_SUBNET = os.environ.get("E2E_DATA_SUBNET", "172.31.252.0/24")
 DEPLOY_TIMEOUT = 900  # seconds, the build included
 SERVICES = ("db", "api", "front")
 
@@ -69,6 +70,7 @@ def env():
         SECRETS_DIR=SECRETS_DIR,
         EDGE_SUBNET=EDGE_SUBNET,
         API_EDGE_IP=API_EDGE_IP,
+        DATA_SUBNET=DATA_SUBNET,
     )
     return e
 

@@ -8,6 +8,13 @@
 #   dk_compose ARGS...             runs compose with the project's file and name
 #   dk_ensure_base_image           makes sure debian:bookworm-slim exists: pull, else build it offline
 #   dk_wait_healthy TIMEOUT SVC... waits (bounded, polling) until every service's container is healthy
+#   dk_swarm_state                 inactive | manager | worker | pending | error (this engine's swarm role)
+#   dk_swarm_init                  creates a single-node swarm (SWARM_ADVERTISE_ADDR, default 127.0.0.1)
+#   dk_stack_file STACK            prints the stack file: compose.yaml + compose.swarm.yaml, translated
+#   dk_stack_exists STACK          true when the swarm has services of stack STACK
+#   dk_wait_stack TIMEOUT STACK    waits (bounded, polling) until every service of STACK runs all its
+#                                  replicas, healthy, with no update in progress
+#   dk_wait_stack_gone TIMEOUT STACK  waits until no container or network of STACK is left
 #
 # Conventions: every function prints its progress on stderr with the `[docker]` prefix; nothing here
 # sleeps a fixed time except between polls of a condition that has a deadline.
@@ -17,6 +24,7 @@ DK_ROOT=$(cd "$DK_LIB_DIR/../.." && pwd)
 DK_BASE_IMAGE=${DK_BASE_IMAGE:-debian:bookworm-slim}
 DK_DOCKERD_LOG=${DK_DOCKERD_LOG:-/var/log/dockerd.log}
 COMPOSE_FILE_PATH=${COMPOSE_FILE_PATH:-$DK_ROOT/compose.yaml}
+SWARM_FILE_PATH=${SWARM_FILE_PATH:-$DK_ROOT/compose.swarm.yaml}
 COMPOSE_PROJECT=${COMPOSE_PROJECT_NAME:-items}
 COMPOSE=()
 
@@ -155,6 +163,170 @@ dk_wait_healthy() {
             dk_log "timeout after ${timeout}s: service $pending is $pending_state"
             return 1
         fi
+        sleep 1
+    done
+}
+
+# ---- Docker Swarm ---------------------------------------------------------------------------------
+
+# inactive | manager | worker | pending | locked | error
+dk_swarm_state() {
+    local state control
+    state=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null) || { echo error; return; }
+    control=$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)
+    case $state in
+        active) [[ $control == true ]] && echo manager || echo worker ;;
+        '') echo error ;;
+        *) echo "$state" ;;
+    esac
+}
+
+# A single-node swarm. SWARM_ADVERTISE_ADDR unset: advertised and listening on 127.0.0.1 only (no
+# other node can join, port 2377 stays closed to the network); set it to the address other nodes
+# will reach to build a cluster from this node later.
+dk_swarm_init() {
+    local addr=${SWARM_ADVERTISE_ADDR:-}
+    if [[ -z $addr ]]; then
+        dk_log "initialising a single-node swarm (advertised on 127.0.0.1: no other node can join)"
+        docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >&2
+    else
+        dk_log "initialising a swarm advertised on $addr"
+        docker swarm init --advertise-addr "$addr" >&2
+    fi
+}
+
+# An interpreter for scripts/lib/stackfile.py: compose 1.29 prints YAML, which needs python3-yaml (a
+# dependency of Debian's docker-compose, so present with it); compose v2 prints JSON (stdlib).
+dk_stack_python() {
+    local py
+    if [[ ${COMPOSE[*]} == "docker compose" ]]; then
+        command -v python3 && return 0
+    fi
+    for py in python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import yaml' 2>/dev/null; then
+            command -v "$py"
+            return 0
+        fi
+    done
+    if [[ $(id -u) -eq 0 ]] && dk_is_debian; then
+        dk_apt_install python3 python3-yaml
+        echo /usr/bin/python3
+        return 0
+    fi
+    dk_die "python3 with the yaml module is needed to write the stack file (Debian: apt-get install python3-yaml)"
+}
+
+# dk_stack_file STACK: the stack file on stdout: compose merges and interpolates compose.yaml +
+# compose.swarm.yaml (the same variables and .env as the compose deployment), scripts/lib/stackfile.py
+# translates what `docker stack deploy` does not take and names the secrets STACK_<name>-<hash of the
+# file>. DK_STACK_EXPLAIN=1: the translations on stderr.
+dk_stack_file() {
+    local stack=$1 py format=() explain=()
+    ((${#COMPOSE[@]})) || dk_detect_compose
+    py=$(dk_stack_python)
+    [[ ${COMPOSE[*]} == "docker compose" ]] && format=(--format json)
+    [[ ${DK_STACK_EXPLAIN:-0} == 1 ]] && explain=(--explain)
+    "${COMPOSE[@]}" --project-directory "$DK_ROOT" -f "$COMPOSE_FILE_PATH" -f "$SWARM_FILE_PATH" \
+        -p "$COMPOSE_PROJECT" config "${format[@]}" |
+        "$py" "$DK_LIB_DIR/stackfile.py" --stack "$stack" "${explain[@]}"
+}
+
+# dk_prune_stack_secrets STACK STACK_FILE: removes the stack's secrets that the stack file no longer
+# names (versions left by a rotation). One still used by a task is kept (docker refuses).
+dk_prune_stack_secrets() {
+    local stack=$1 file=$2 secret
+    while read -r secret; do
+        [[ -n $secret ]] || continue
+        grep -qF "\"$secret\"" "$file" && continue
+        if docker secret rm "$secret" >/dev/null 2>&1; then
+            dk_log "removed the secret $secret (replaced by a newer version)"
+        fi
+    done < <(docker secret ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}}')
+}
+
+dk_stack_services() {
+    docker service ls -q --filter "label=com.docker.stack.namespace=$1" 2>/dev/null
+}
+
+dk_stack_exists() {
+    [[ $(dk_swarm_state) == manager ]] && [[ -n $(dk_stack_services "$1") ]]
+}
+
+# The IDs and service names of the stack's failed tasks, one "ID SERVICE" a line.
+dk_stack_failed_tasks() {
+    docker stack ps --format '{{.ID}} {{.Name}} {{.CurrentState}}' "$1" 2>/dev/null |
+        awk '$3 == "Failed" { sub(/\.[^.]*$/, "", $2); print $1, $2 }'
+}
+
+# dk_wait_stack TIMEOUT STACK [SINCE]: 0 once every service of the stack has all its replicas running
+# (a task with a healthcheck counts as running only once healthy) and no update or rollback in
+# progress; 1 on timeout, or at once when a task was rejected, 3 tasks of a service failed since the
+# wait began (a crash loop), or a service's update that started after SINCE (epoch seconds; default:
+# now) paused or rolled back. The first failing service is left in DK_FAILED.
+# shellcheck disable=SC2034 # DK_FAILED is read by the scripts that source this file
+dk_wait_stack() {
+    local timeout=$1 stack=$2 since=${3:-} deadline name replicas running desired update pending rejected
+    local failed_before crashing started
+    [[ -n $since ]] || since=$(date +%s)
+    deadline=$((SECONDS + timeout))
+    DK_FAILED=
+    failed_before=$(dk_stack_failed_tasks "$stack" | awk '{ print $1 }')
+    while :; do
+        crashing=$(dk_stack_failed_tasks "$stack" | grep -vwF -e "${failed_before:-none}" |
+            awk '{ n[$2]++ } END { for (s in n) if (n[s] >= 3) { print s; exit } }')
+        if [[ -n $crashing ]]; then
+            DK_FAILED=$crashing
+            dk_log "service $crashing: 3 tasks failed since the deploy (crash loop?)"
+            return 1
+        fi
+        pending=
+        while read -r name replicas; do
+            [[ -n $name ]] || continue
+            replicas=${replicas%% *}
+            running=${replicas%%/*}
+            desired=${replicas#*/}
+            read -r update started < <(docker service inspect -f \
+                '{{with .UpdateStatus}}{{.State}} {{with .StartedAt}}{{.Unix}}{{end}}{{end}}' "$name" 2>/dev/null || true)
+            case $update in
+                paused | rollback_paused | rollback_completed)
+                    # the outcome of an earlier update (a rollback last week) is no failure of this deploy
+                    if ((${started:-0} >= since)); then
+                        DK_FAILED=$name
+                        dk_log "service $name: update $update: $(docker service inspect -f '{{.UpdateStatus.Message}}' "$name" 2>/dev/null)"
+                        return 1
+                    fi
+                    update=
+                    ;;
+            esac
+            rejected=$(docker service ps --filter desired-state=running --format '{{.CurrentState}} {{.Error}}' "$name" 2>/dev/null | grep -m1 '^Rejected' || true)
+            if [[ -n $rejected ]]; then
+                DK_FAILED=$name
+                dk_log "service $name: task $rejected"
+                return 1
+            fi
+            if [[ $running != "$desired" ]] || [[ $update == updating || $update == rollback_started ]]; then
+                [[ -n $pending ]] || pending="$name ($replicas${update:+, $update})"
+            fi
+        done < <(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}} {{.Replicas}}')
+        if [[ -z $pending ]]; then
+            [[ -n $(dk_stack_services "$stack") ]] && return 0
+            pending="$stack (no service yet)"
+        fi
+        if ((SECONDS >= deadline)); then
+            DK_FAILED=${pending%% *}
+            dk_log "timeout after ${timeout}s: service $pending"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# dk_wait_stack_gone TIMEOUT STACK: `docker stack rm` returns before the tasks have stopped.
+dk_wait_stack_gone() {
+    local deadline=$((SECONDS + $1)) stack=$2
+    while [[ -n $(docker ps -aq --filter "label=com.docker.stack.namespace=$stack") ]] ||
+        [[ -n $(docker network ls -q --filter "label=com.docker.stack.namespace=$stack") ]]; do
+        ((SECONDS < deadline)) || return 1
         sleep 1
     done
 }
