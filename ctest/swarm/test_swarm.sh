@@ -34,17 +34,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib/docker.sh
 . "$here/../../scripts/lib/docker.sh"
 
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "SKIP: python3 is not installed"
-    exit 77
-fi
-if ! dk_engine_running; then
-    if [[ $(id -u) -eq 0 ]] && dk_is_debian; then
-        (dk_ensure_engine) || true
-    fi
-    if ! dk_engine_running; then
-        echo "SKIP: no Docker engine can run here (docker info fails; as root on Debian the test installs and starts one)"
-        exit 77
-    fi
-fi
+dk_engine_or_skip
 exec python3 "$here/test_swarm.py" "$@"

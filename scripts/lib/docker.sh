@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # Shared helpers for the Docker tier: sourced by scripts/deploy.sh, scripts/build-base-image.sh,
-# scripts/backup.sh, scripts/restore.sh and ctest/compose/test_compose.sh. Not executable on its own.
+# scripts/backup.sh, scripts/restore.sh, ctest/compose/test_compose.sh and ctest/swarm/test_swarm.sh.
+# Not executable on its own.
 #
 #   dk_engine_running              true when a Docker engine answers
 #   dk_ensure_engine               install docker.io (+ docker-compose) from Debian and start dockerd when none runs
+#   dk_engine_or_skip              for the end-to-end tests: an engine (and python3) or exit 77 (skipped)
 #   dk_detect_compose              sets the array COMPOSE to `docker compose` (v2) or `docker-compose` (1.29)
 #   dk_compose ARGS...             runs compose with the project's file and name
 #   dk_ensure_base_image           makes sure debian:bookworm-slim exists: pull, else build it offline
@@ -43,6 +45,24 @@ dk_wait_engine() {
 }
 
 dk_is_debian() { [[ -r /etc/debian_version ]]; }
+
+# The end-to-end tests' start: python3 and a Docker engine (as root on Debian, one is installed
+# and started), or a reason and exit 77, the test runners' "skipped".
+dk_engine_or_skip() {
+    if ! command -v python3 >/dev/null 2>&1; then
+        echo "SKIP: python3 is not installed"
+        exit 77
+    fi
+    if ! dk_engine_running; then
+        if [[ $(id -u) -eq 0 ]] && dk_is_debian; then
+            (dk_ensure_engine) || true
+        fi
+        if ! dk_engine_running; then
+            echo "SKIP: no Docker engine can run here (docker info fails; as root on Debian the test installs and starts one)"
+            exit 77
+        fi
+    fi
+}
 
 # Debian packages needed for the Docker tier; only those missing are installed.
 dk_apt_install() {
