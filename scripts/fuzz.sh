@@ -8,10 +8,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_HARNESSES=(page id json auth config media_type encode)
+ALL_HARNESSES=(page id json auth config media_type encode log)
 FUZZ_DIR=$REPO/ctest/fuzz
-# The product sources each harness links (the parsers and what they call).
-LIB_SOURCES=(auth.c buf.c config.c http.c item.c json.c params.c utf8.c)
+# The product sources each harness links (the parsers, the log line builder
+# and what they call).
+LIB_SOURCES=(auth.c buf.c config.c http.c item.c json.c log.c params.c utf8.c)
 
 usage() {
   cat <<EOF

@@ -128,6 +128,27 @@ class FrontDoor(HostileTestCase):
                 self.assertIn("allow", r.headers, r)
                 self.assertNotIn(method, r.headers["allow"], r)
 
+    def test_unknown_methods_on_the_api_are_501_json_not_forwarded(self):
+        # A method the API has no meaning for never reaches a worker (nor
+        # its log): nginx answers 501 itself, with the security headers.
+        # The long one made the worker's log line overflow its buffer once.
+        before = len(self.pool_log_requests())
+        sent = ("PROPFIND", "MKCOL", "FOO", "X" * 3972)
+        for method, path in zip(sent, ("/items", "/items/1", "/status",
+                                       "/items")):
+            with self.subTest(method=method[:20], path=path):
+                r = self.send(method.encode() + b" " + path.encode() +
+                              b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              b"Authorization: Bearer " + TOKEN.encode() +
+                              b"\r\nContent-Length: 0\r\n"
+                              b"Connection: close\r\n\r\n")
+                self.assertJSONError(r, 501)
+                self.assertEqual(r.headers.get("x-content-type-options"),
+                                 "nosniff", r)
+                self.assertIn("x-request-id", r.headers, r)
+        methods = {m for m, _ in self.pool_log_requests()[before:]}
+        self.assertFalse(methods & set(sent), "nginx forwarded %r" % methods)
+
     # -- path tricks (documented in docs/security.md) ------------------------
 
     def check_path(self, path, expect):
