@@ -6,7 +6,10 @@
  * and optional "description" (string of at most 65535 bytes, or null); no
  * duplicate keys, no U+0000. Accepted bodies must give back exactly the
  * strings sent; refused ones must leave nothing allocated and a reason that
- * can be sent as a JSON error body (valid UTF-8, terminated).
+ * can be sent as a JSON error body (valid UTF-8, terminated). The reason
+ * says "invalid JSON" exactly when jansson cannot parse the body for another
+ * cause than a number no double holds: such a number is a number like any
+ * other, refused with the reason of where it stands.
  */
 #include <jansson.h>
 
@@ -94,10 +97,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(body, data, size);
 	memset(reason, 'X', sizeof(reason));
 	rc = json_parse_item_input(body, size, &input, reason, sizeof(reason));
-	root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES,
-	    &error);
+	/* Integers as reals: no valid body holds a number, so no change. */
+	root = json_loadb((const char *)data, size,
+	    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &error);
 	expected = model_accepts(root) ? 0 : -1;
 	FUZZ_CHECK(rc == expected, "accepts exactly the bodies of the contract");
+	if (rc == -1 && root != NULL)
+		FUZZ_CHECK(strncmp(reason, "invalid JSON", 12) != 0,
+		    "what jansson parses is not invalid JSON");
+	else if (rc == -1 &&
+	    json_error_code(&error) != json_error_numeric_overflow)
+		FUZZ_CHECK(strncmp(reason, "invalid JSON: ", 14) == 0,
+		    "what jansson cannot parse is invalid JSON");
+	else if (rc == -1)
+		FUZZ_CHECK(
+		    strncmp(reason, "invalid JSON: real number", 25) != 0 &&
+		    strncmp(reason, "invalid JSON: too big", 21) != 0,
+		    "a number no double holds is refused where it stands");
 	if (rc == 0) {
 		FUZZ_CHECK(input.name != NULL, "name returned");
 		FUZZ_CHECK(strcmp(input.name, json_string_value(

@@ -318,6 +318,152 @@ json_strdup_or_null(json_t *value, int *failed)
 	return copy;
 }
 
+static size_t
+json_skip_digits(const char *s, size_t len, size_t i)
+{
+	while (i < len && s[i] >= '0' && s[i] <= '9')
+		i++;
+	return i;
+}
+
+/*
+ * The end of the number that starts at s[i], lexed as jansson lexes one
+ * (greedy; a leading 0 followed by a digit is an invalid token), or i when
+ * no number starts there.
+ */
+static size_t
+json_number_end(const char *s, size_t len, size_t i)
+{
+	size_t j = i, k;
+
+	if (j < len && s[j] == '-')
+		j++;
+	if (j < len && s[j] == '0') {
+		j++;
+		if (json_skip_digits(s, len, j) != j)
+			return i;
+	} else {
+		k = json_skip_digits(s, len, j);
+		if (k == j)
+			return i;
+		j = k;
+	}
+	if (j < len && s[j] == '.') {
+		k = json_skip_digits(s, len, j + 1);
+		if (k == j + 1)
+			return i;
+		j = k;
+	}
+	if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+		j++;
+		if (j < len && (s[j] == '+' || s[j] == '-'))
+			j++;
+		k = json_skip_digits(s, len, j);
+		if (k == j)
+			return i;
+		j = k;
+	}
+	return j;
+}
+
+/*
+ * Overwrites, in place, every number a double might not hold with "0e00..."
+ * or "-0e00...", a number of the same length, so that jansson's lines,
+ * columns and positions stay those of the body. Any number is refused
+ * wherever it stands, so its value never decides a reason. The shortest
+ * number that overflows, 1e309, has 5 characters: shorter ones stay.
+ * This scan only finds numbers, jansson still parses: up to jansson's first
+ * error the input is lexically valid and the two agree on where strings and
+ * numbers are; what the scan does after that error, jansson never reads.
+ */
+static void
+json_zero_long_numbers(char *s, size_t len)
+{
+	size_t i = 0, end, k;
+
+	while (i < len) {
+		if (s[i] == '"') {
+			/* An escape is a backslash and one character. */
+			for (i++; i < len && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			i++;
+			continue;
+		}
+		if (s[i] != '-' && (s[i] < '0' || s[i] > '9')) {
+			i++;
+			continue;
+		}
+		end = json_number_end(s, len, i);
+		/* An invalid token: jansson stops there, so can the scan. */
+		if (end == i)
+			return;
+		if (end - i >= 5) {
+			/* A '-' stays, or "1-1e400" would read as "10e0000". */
+			k = s[i] == '-' ? i + 1 : i;
+			memset(s + k, '0', end - k);
+			s[k + 1] = 'e';
+		}
+		i = end;
+	}
+}
+
+/*
+ * jansson quotes up to 20 bytes of the token at its error ("... near 'X'"),
+ * which ends at error->position: when that token was zeroed, quote what the
+ * client sent instead (same length, so it fits).
+ */
+static void
+json_error_quote_sent(json_error_t *error, const char *body, const char *copy,
+    size_t len)
+{
+	size_t tlen = strlen(error->text), pos = (size_t)error->position, n;
+	char *quote;
+
+	if (error->position < 0 || pos > len || tlen < 3 ||
+	    error->text[tlen - 1] != '\'')
+		return;
+	for (n = 1; n <= 20 && n <= pos && n + 2 <= tlen; n++) {
+		quote = error->text + tlen - 1 - n;
+		if (quote[-1] == '\'' &&
+		    memcmp(quote, copy + pos - n, n) == 0) {
+			memcpy(quote, body + pos - n, n);
+			return;
+		}
+	}
+}
+
+/*
+ * Integers are read as reals, so one beyond int64 is a number like any
+ * other. A number no double holds (1e999999, a 400-digit integer) still
+ * fails the whole parse, before the checks whose reasons name the field:
+ * such a body is parsed once more with its long numbers zeroed. One copy and
+ * one scan, however many there are (a parse per number would be quadratic).
+ */
+static json_t *
+json_load_input(const char *body, size_t len, json_error_t *error)
+{
+	/* RFC 8259 section 4: names SHOULD be unique; we make it a MUST. */
+	const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL;
+	json_t *root;
+	char *copy;
+
+	root = json_loadb(body, len, flags, error);
+	if (root != NULL ||
+	    json_error_code(error) != json_error_numeric_overflow)
+		return root;
+	copy = malloc(len);
+	if (copy == NULL)
+		return NULL;	/* the overflow is reported, as it stands */
+	memcpy(copy, body, len);
+	json_zero_long_numbers(copy, len);
+	root = json_loadb(copy, len, flags, error);
+	if (root == NULL)
+		json_error_quote_sent(error, body, copy, len);
+	free(copy);
+	return root;
+}
+
 int
 json_parse_item_input(const char *body, size_t len, struct item_input *out,
     char *reason, size_t reason_size)
@@ -328,8 +474,7 @@ json_parse_item_input(const char *body, size_t len, struct item_input *out,
 
 	out->name = NULL;
 	out->description = NULL;
-	/* RFC 8259 section 4: names SHOULD be unique; we make it a MUST. */
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error);
+	root = json_load_input(body, len, &error);
 	if (root == NULL) {
 		/* jansson's own text for this one names a library flag. */
 		if (json_error_code(&error) == json_error_null_character)
