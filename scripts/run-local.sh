@@ -34,7 +34,8 @@ Environment (defaults in brackets):
   NO_TOKEN=1     start without a token: writes answer 403
   RUN_DIR        state, logs and pid files [/tmp/items-local-\$UID]
   BUILD_DIR      meson build directory [REPO/build]
-  ITEMS_FCGI     worker binary to run instead of building one
+  ITEMS_FCGI     worker binary to run instead of building one (the
+                 workers run a copy of it, RUN_DIR/bin/items-fcgi)
   WRITE_RATE     writes allowed per client address [1000r/s here; 10r/s in the image]
   WRITE_BURST    writes beyond the rate served at once before 429 [1000; 20 in the image]
 
@@ -68,6 +69,7 @@ load_settings() {
   WRITE_RATE=${WRITE_RATE:-${SAVED_WRITE_RATE:-1000r/s}}
   WRITE_BURST=${WRITE_BURST:-${SAVED_WRITE_BURST:-1000}}
   DB_DIR=$RUN_DIR/db
+  WORKER_BIN=$RUN_DIR/bin/items-fcgi
   # As root, the daemons drop to their own unprivileged users.
   if ((EUID == 0)); then
     DB_USER=mysql WORKER_USER=nobody
@@ -117,13 +119,60 @@ build_worker() {
   ITEMS_FCGI=$BUILD_DIR/fcgi-app/items-fcgi
 }
 
+# As root: the first directory on the way to PATH that USER cannot search.
+# usage: blocking_dir USER PATH
+blocking_dir() {
+  local user=$1 path=$2 dir="" part parts
+  [[ $path == /* ]] || path=$PWD/$path
+  IFS=/ read -ra parts <<<"$path"
+  for part in "${parts[@]}"; do
+    [[ -n $part ]] || continue
+    dir+=/$part
+    if ! runuser -u "$user" -- test -x "$dir"; then
+      printf '%s\n' "$dir"
+      return
+    fi
+  done
+}
+
+# As root, the daemons drop to unprivileged users before they open their
+# files: fail here, naming the directory in the way, rather than let them
+# fail one by one (multiwatch only says "Exec failed: Permission denied").
+# usage: require_reachable USER PATH WHAT ADVICE
+require_reachable() {
+  local user=$1 path=$2 what=$3 advice=$4 blocked
+  ((EUID == 0)) || return 0
+  runuser -u "$user" -- test -x "$path" && return 0
+  blocked=$(blocking_dir "$user" "$path")
+  die "$what $path is not reachable by user $user${blocked:+ (it cannot search $blocked)}: $advice"
+}
+
+# The workers exec their binary after spawn-fcgi has dropped to WORKER_USER,
+# so they run a copy under RUN_DIR: the build directory may sit in a checkout
+# that user cannot enter (a clone in /root, mode 0700). The copy also keeps a
+# rebuild from changing what multiwatch runs when it replaces a worker.
+install_worker() {
+  local tmp
+  tmp=$(mktemp "$RUN_DIR/bin/.items-fcgi.XXXXXX")
+  cp "$ITEMS_FCGI" "$tmp" || { rm -f "$tmp"; die "cannot copy ITEMS_FCGI=$ITEMS_FCGI to $RUN_DIR/bin"; }
+  chmod 755 "$tmp"
+  # A rename: a worker still running the old copy keeps its file.
+  mv -f "$tmp" "$WORKER_BIN"
+  require_reachable "$WORKER_USER" "$WORKER_BIN" "the worker binary" \
+    "it is mode 0755 under a reachable RUN_DIR, so its file system is probably mounted noexec: choose a RUN_DIR on another one"
+}
+
 prepare_run_dir() {
-  mkdir -p "$RUN_DIR"/{logs,pids,nginx,api,html}
-  # The daemons' unprivileged users must reach their files.
+  mkdir -p "$RUN_DIR"/{logs,pids,nginx,api,html,bin}
+  # The daemons' unprivileged users must reach their files. Everything they
+  # open after dropping privileges is under RUN_DIR (the checkout may be
+  # private): the page, the binary, the secrets, the sockets, the datadir.
   chmod 755 "$RUN_DIR"
-  if ((EUID == 0)) && ! runuser -u "$WORKER_USER" -- test -x "$RUN_DIR"; then
-    die "RUN_DIR=$RUN_DIR is not reachable by user $WORKER_USER: use a directory whose parents are world-searchable"
-  fi
+  local user
+  for user in "$WORKER_USER" "$DB_USER"; do
+    require_reachable "$user" "$RUN_DIR" "RUN_DIR" \
+      "choose a RUN_DIR whose parent directories are all searchable by others (chmod o+x), e.g. the default /tmp/items-local-$EUID"
+  done
   if [[ ! -s $RUN_DIR/db-password ]]; then
     (umask 077 && random_secret >"$RUN_DIR/db-password")
   fi
@@ -146,6 +195,9 @@ prepare_run_dir() {
   chmod -R a+rX "$RUN_DIR/html"
 }
 
+# mariadbd reads --defaults-file while still root, before it switches to
+# --user, so my.cnf may stay in a private checkout (as may schema.sql and
+# seed.sql, which this script feeds to the client).
 mariadbd_args() {
   printf '%s\n' --defaults-file="$REPO/mysql/my.cnf" \
     --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --socket="$DB_DIR/mysql.sock" \
@@ -203,15 +255,21 @@ start_pool() {
     DB_HOST=127.0.0.1 DB_PORT="$DB_PORT" MYSQL_DATABASE=items MYSQL_USER=items
     MYSQL_PASSWORD_FILE="$RUN_DIR/db-password"
     FCGI_LISTEN="$FCGI_ADDRESS" FCGI_WORKERS="$FCGI_WORKERS"
-    METRICS_FILE="$RUN_DIR/api/metrics" ITEMS_FCGI="$ITEMS_FCGI"
+    METRICS_FILE="$RUN_DIR/api/metrics" ITEMS_FCGI="$WORKER_BIN"
   )
+  local as_worker=()
   [[ -f $RUN_DIR/api-token ]] && env_args+=(API_TOKEN_FILE="$RUN_DIR/api-token")
   # As root, nginx's workers run as nobody: the one peer the socket admits.
-  ((EUID == 0)) && env_args+=(FCGI_USER="$WORKER_USER" FCGI_SOCKET_USER=nobody)
-  # env -i: the workers see only their documented configuration.
-  env -i PATH="$PATH" "${env_args[@]}" "$ITEMS_FCGI" --check-config >/dev/null ||
-    die "the worker refused its configuration (see above)"
-  setsid env -i PATH="$PATH" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+  if ((EUID == 0)); then
+    env_args+=(FCGI_USER="$WORKER_USER" FCGI_SOCKET_USER=nobody)
+    as_worker=(runuser -u "$WORKER_USER" --)
+  fi
+  # env -i: the workers see only their documented configuration. Checked as
+  # the workers' user, which must be able to read the secrets' files too.
+  "${as_worker[@]}" env -i -C "$RUN_DIR" PATH="$PATH" "${env_args[@]}" "$WORKER_BIN" --check-config >/dev/null ||
+    die "$WORKER_BIN --check-config failed as user $WORKER_USER (see above)"
+  # -C: the workers' working directory is one they can enter.
+  setsid env -i -C "$RUN_DIR" PATH="$PATH" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
     "${env_args[@]}" "$REPO/fcgi-app/items-pool" </dev/null >>"$RUN_DIR/logs/pool.log" 2>&1 &
   echo $! >"$RUN_DIR/pids/pool.pid"
 }
@@ -283,20 +341,33 @@ The stack is up:
 EOF
 }
 
+# A start that fails half-way leaves nothing running. An EXIT trap, since
+# die exits without an ERR trap firing (nor does set -e inside a function).
+abort_start() {
+  local rc=$?
+  ((rc == 0)) && return
+  compgen -G "$RUN_DIR/pids/*.pid" >/dev/null || return 0
+  log "start-up failed: stopping what was started"
+  stop_all
+}
+
 start_all() {
   if pid_alive "$(read_pid nginx)" || pid_alive "$(read_pid pool)" || pid_alive "$(read_pid mariadb)"; then
     die "a stack is already running under RUN_DIR=$RUN_DIR (stop it with --stop)"
   fi
+  trap abort_start EXIT
   check_ports_free
   ensure_stack_packages
   prepare_run_dir
   build_worker
+  install_worker
   save_settings
   init_db
   pid_alive "$(read_pid mariadb)" || start_db
   start_pool
   start_nginx
   wait_healthy
+  trap - EXIT
 }
 
 main() {
@@ -330,14 +401,10 @@ main() {
       pid_alive "$(read_pid mariadb)" && die "mariadbd is already running"
       start_db; log "mariadbd started" ;;
     detach)
-      # A start that fails half-way leaves nothing running.
-      trap 'stop_all' ERR
       start_all
-      trap - ERR
       print_urls
       ;;
     foreground)
-      trap 'stop_all; exit 1' ERR
       start_all
       trap 'log "stopping"; stop_all; exit 0' INT TERM
       print_urls

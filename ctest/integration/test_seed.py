@@ -3,6 +3,7 @@
 a restart on the same RUN_DIR keeps the data and does not seed twice; the
 generated API token (none given) is in RUN_DIR/api-token, mode 0600."""
 
+import filecmp
 import os
 import stat
 
@@ -70,14 +71,16 @@ class SeedTest(harness.StackTestCase):
         self.assertEqual(sum(1 for i in after if i["name"] in SEED), 2)
 
     def test_04_workers_run_the_chosen_binary(self):
-        """ITEMS_FCGI (e.g. a sanitizer build) is what the pool runs."""
+        """ITEMS_FCGI (e.g. a sanitizer build) is what the pool runs: the
+        workers run run-local.sh's copy of it, RUN_DIR/bin/items-fcgi."""
         wanted = os.environ.get("ITEMS_FCGI")
+        copy = os.path.join(self.stack.run_dir, "bin", "items-fcgi")
         for pid in self.stack.worker_pids():
             exe = os.path.realpath("/proc/%d/exe" % pid)
+            self.assertEqual(exe, os.path.realpath(copy))
             if wanted:
-                self.assertEqual(exe, os.path.realpath(wanted))
-            else:
-                self.assertEqual(os.path.basename(exe), "items-fcgi")
+                self.assertTrue(filecmp.cmp(exe, wanted, shallow=False),
+                                "%s is not a copy of %s" % (exe, wanted))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,17 @@ This kills the pool, so it owns its stack."""
 
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
+import unittest
 
 import stack as harness
-from stack import main, wait_until, alive
+from stack import main, wait_until, alive, proc_state
 
 WORKERS = 2
 EXIT_SECONDS = 5.0
@@ -123,6 +128,121 @@ class ShutdownTest(harness.StackTestCase):
                                self.stack.auth())
         self.assertIn(r.status, (502, 504), r)
         self.assertError(r, r.status)
+
+
+BINARY = os.environ.get("ITEMS_FCGI") or os.path.join(
+    harness.REPO_ROOT, "build", "fcgi-app", "items-fcgi")
+
+
+class RepeatedStopSignalTest(unittest.TestCase):
+    """Stop signals in quick succession to an idle worker: it closes its
+    listening socket once (by a second close, descriptor 0 could belong to
+    something else) and exits 0 with its "worker stopped" line. The worker
+    runs alone on a listening socket of its own, as spawn-fcgi starts it, so
+    that its exit status is ours to read; it needs no database while idle."""
+
+    BURSTS = (
+        (signal.SIGUSR1, signal.SIGTERM),
+        (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1),
+        (signal.SIGINT, signal.SIGUSR1),
+    )
+
+    def setUp(self):
+        if not os.access(BINARY, os.X_OK):
+            raise RuntimeError("no worker binary at %s: build it (meson "
+                               "compile -C build) or set ITEMS_FCGI" % BINARY)
+        tmp = tempfile.TemporaryDirectory(prefix="items-it-signals-")
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def start_idle_worker(self, name, trace=None):
+        """A worker on a fresh listening socket, once it waits in accept();
+        returns (process, worker's pid, path of its log). With `trace`, the
+        worker runs under strace, which writes its close() calls there (the
+        process is then strace, whose exit status is the worker's)."""
+        log_path = os.path.join(self.tmp, name + ".log")
+        env = {k: v for k, v in os.environ.items()
+               if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                        "LSAN_OPTIONS")}
+        env.update({
+            "DB_HOST": "127.0.0.1", "DB_PORT": "9", "MYSQL_DATABASE": "items",
+            "MYSQL_USER": "items", "MYSQL_PASSWORD": "unused",
+            "METRICS_FILE": os.path.join(self.tmp, name + ".metrics"),
+        })
+        with socket.socket() as listener, open(log_path, "wb") as log:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            argv = [BINARY]
+            if trace is not None:
+                argv = ["strace", "-qq", "-o", trace, "-e", "trace=close",
+                        BINARY]
+                # LeakSanitizer cannot run under ptrace (an ASan build).
+                env["ASAN_OPTIONS"] = ":".join(
+                    o for o in (env.get("ASAN_OPTIONS"), "detect_leaks=0")
+                    if o)
+            proc = subprocess.Popen(argv, stdin=listener, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+        self.addCleanup(self.reap, proc)
+        pid = [proc.pid]
+
+        def waiting():
+            if trace is not None:
+                kids = harness.Stack._children(proc.pid)
+                if not kids:
+                    return False
+                pid[0] = kids[0]
+            with open(log_path, "rb") as f:
+                ready = b"worker ready" in f.read()
+            # Ready and asleep: the one blocking call left is accept().
+            return ready and proc_state(pid[0]) == "S"
+        self.assertTrue(wait_until(waiting, 10.0),
+                        "the worker never became idle:\n%s"
+                        % self.read(log_path))
+        return proc, pid[0], log_path
+
+    @staticmethod
+    def reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    @staticmethod
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def test_stop_signals_in_quick_succession(self):
+        for i, burst in enumerate(self.BURSTS):
+            names = "+".join(signal.Signals(s).name for s in burst)
+            with self.subTest(signals=names):
+                proc, pid, log_path = self.start_idle_worker("w%d" % i)
+                self.stop_and_check(proc, pid, log_path, burst)
+
+    def stop_and_check(self, proc, pid, log_path, burst):
+        for sig in burst:
+            os.kill(pid, sig)
+        try:
+            code = proc.wait(timeout=EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = None
+        log = self.read(log_path)
+        self.assertEqual(code, 0, "exit status; the worker's log:\n%s" % log)
+        self.assertIn("worker stopped after 0 requests", log)
+        self.assertNotIn("accepting a FastCGI request failed", log)
+        self.assertNotRegex(log, harness.SANITIZER_RE)
+
+    def test_listening_socket_closed_once(self):
+        """What the worker does is only visible in its system calls: one
+        close(0) however many stop signals come."""
+        if shutil.which("strace") is None:
+            self.skipTest("strace is not installed")
+        trace = os.path.join(self.tmp, "close.trace")
+        proc, pid, log_path = self.start_idle_worker("traced", trace)
+        self.stop_and_check(proc, pid, log_path,
+                            (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT))
+        calls = self.read(trace)
+        self.assertEqual(len(re.findall(r"^close\(0\)", calls, re.M)), 1,
+                         calls)
 
 
 if __name__ == "__main__":

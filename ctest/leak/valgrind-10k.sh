@@ -26,8 +26,8 @@ served every request and exited cleanly (never replaced); valgrind reports
 "N passed, M failed".
 
 Environment:
-  ITEMS_FCGI       worker binary to check (readable by user nobody when run
-                   as root) [built into LEAK_BUILD_DIR]
+  ITEMS_FCGI       worker binary to check [built into LEAK_BUILD_DIR]; a copy
+                   of it runs, so that user nobody can reach it from any checkout
   LEAK_BUILD_DIR   meson build directory [\${TMPDIR:-/tmp}/items-leak-build-\$UID]
   LEAK_DEADLINE    seconds allowed for the traffic [900]
   KEEP_TMP=1       keep the stack's directory and valgrind's logs
@@ -84,6 +84,10 @@ VG_DIR=$TMP/valgrind
 mkdir -p "$VG_DIR"
 # The workers drop to user nobody when started as root.
 chmod 1777 "$VG_DIR"
+# A copy in TMP (0755): the build may sit in a checkout nobody cannot enter
+# (a clone under /root, mode 0700).
+install -m 755 "$BINARY" "$TMP/items-fcgi"
+BINARY=$TMP/items-fcgi
 
 # The pool runs this in place of the worker: --check-config (run by
 # run-local.sh and items-pool before anything starts) directly, the worker

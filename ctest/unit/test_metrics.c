@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,9 +22,104 @@
 #define SLOT_200	0
 #define SLOT_OTHER	(METRICS_STATUS_SLOTS - 1)
 
+#define LOG_MAX		4096	/* what metrics_open() may log about one file */
+#define TMP_PATHS	16
+
 static char tmp_dir[] = "/tmp/items-unit-metrics.XXXXXX";
-static char shared_path[128];	/* the worker's METRICS_FILE */
-static char foreign_path[128];	/* a file of another layout */
+static char tmp_paths[TMP_PATHS][128];	/* everything made under tmp_dir */
+static int tmp_path_count;
+
+/* A path under tmp_dir, removed by cleanup(). */
+static const char *
+tmp_path(const char *name)
+{
+	char *path;
+
+	if (tmp_path_count == TMP_PATHS) {
+		CHECK_FAIL("more than %d temporary paths", TMP_PATHS);
+		return "/nonexistent/items-unit-metrics";
+	}
+	path = tmp_paths[tmp_path_count++];
+	snprintf(path, sizeof(tmp_paths[0]), "%s/%s", tmp_dir, name);
+	return path;
+}
+
+/*
+ * metrics_open() with what it logs on stderr caught in log (for the checks,
+ * and to keep the test's output clean).
+ */
+static struct metrics *
+open_logged(const char *path, char *log, size_t size)
+{
+	struct metrics *m;
+	FILE *f;
+	size_t n;
+	int saved;
+
+	log[0] = '\0';
+	f = tmpfile();
+	if (f == NULL) {
+		CHECK_FAIL("tmpfile: %s", strerror(errno));
+		return metrics_open(path);
+	}
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	if (saved == -1 || dup2(fileno(f), STDERR_FILENO) == -1) {
+		CHECK_FAIL("redirecting stderr: %s", strerror(errno));
+		if (saved != -1)
+			close(saved);
+		fclose(f);
+		return metrics_open(path);
+	}
+	m = metrics_open(path);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(log, 1, size - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	return m;
+}
+
+/*
+ * A good metrics file, made by metrics_open() (so mode 0600), for the tests
+ * that then spoil one property: nothing else would refuse it.
+ */
+static int
+make_metrics_file(const char *path)
+{
+	struct metrics *m;
+	char log[LOG_MAX];
+
+	m = open_logged(path, log, sizeof(log));
+	if (m == NULL) {
+		CHECK_FAIL("metrics_open %s: %s", path, log);
+		return -1;
+	}
+	metrics_close(m);
+	return 0;
+}
+
+/* A file of mode 0600 (umask is 0 here) with some bytes in it. */
+static int
+make_file(const char *path)
+{
+	static const char junk[] = "not a metrics file, another version";
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1) {
+		CHECK_FAIL("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (write(fd, junk, sizeof(junk)) != (ssize_t)sizeof(junk)) {
+		CHECK_FAIL("write %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
 
 /* True when text holds line as a whole line. */
 static int
@@ -217,16 +313,29 @@ format_live(struct metrics *m, struct metrics_snapshot *snap)
 static void
 test_shared_file(void)
 {
-	const char *path = shared_path;
+	const char *path = tmp_path("metrics");
 	struct metrics_snapshot snap;
 	struct metrics *m;
-	char *text;
+	struct stat st;
+	char *text, log[LOG_MAX];
 	pid_t pid;
 	int status;
 
-	m = metrics_open(path);
+	/* A fresh path is created, private to this user (umask is 0 here). */
+	m = open_logged(path, log, sizeof(log));
 	if (!CHECK(m != NULL))
 		return;
+	CHECK_STR_EQ(log, "");
+	if (CHECK(lstat(path, &st) == 0)) {
+		CHECK(S_ISREG(st.st_mode));
+		CHECK_INT_EQ(st.st_mode & 07777, 0600);
+		CHECK_INT_EQ(st.st_uid, geteuid());
+		/* Allocated, not sparse: no SIGBUS on a full tmpfs later. */
+		CHECK(st.st_size > 0);
+		CHECK_MSG((long long)st.st_blocks * 512 >= (long long)st.st_size,
+		    "%lld blocks of 512 bytes for %lld bytes",
+		    (long long)st.st_blocks, (long long)st.st_size);
+	}
 	/* Durations exact in binary, so the sum is exact; 0.25 sits on a bound. */
 	metrics_record_request(m, ROUTE_ITEM, HTTP_GET, 404, 0.25);
 	metrics_record_request(m, ROUTE_ITEM, HTTP_GET, 404, 0.0625);
@@ -309,41 +418,151 @@ test_null_handle(void)
 static void
 test_foreign_file(void)
 {
-	static const char junk[] = "not a metrics file, another version";
-	const char *path = foreign_path;
-	int fd, saved;
+	const char *path = tmp_path("foreign");
+	char log[LOG_MAX];
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1) {
-		CHECK_FAIL("open %s: %s", path, strerror(errno));
+	if (make_file(path) == -1)
+		return;
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "written by another version");
+}
+
+/*
+ * The default METRICS_FILE is in /tmp: what another user may have put there
+ * first is refused, each with a reason naming the path and what to do.
+ */
+static void
+test_symlink_refused(void)
+{
+	const char *target = tmp_path("symlink-target");
+	const char *path = tmp_path("symlink");
+	const char *nowhere = tmp_path("symlink-nowhere");
+	const char *dangling = tmp_path("symlink-dangling");
+	char log[LOG_MAX];
+
+	/* To a good file of ours: followed, it would be taken. */
+	if (make_metrics_file(target) == -1)
+		return;
+	if (symlink(target, path) == -1) {
+		CHECK_FAIL("symlink %s: %s", path, strerror(errno));
 		return;
 	}
-	if (write(fd, junk, sizeof(junk)) != (ssize_t)sizeof(junk))
-		CHECK_FAIL("write %s: %s", path, strerror(errno));
-	close(fd);
-	/* metrics_open() logs why on stderr; keep the test's output clean. */
-	fflush(stderr);
-	saved = dup(STDERR_FILENO);
-	fd = open("/dev/null", O_WRONLY);
-	if (saved != -1 && fd != -1)
-		dup2(fd, STDERR_FILENO);
-	CHECK(metrics_open(path) == NULL);
-	if (saved != -1) {
-		dup2(saved, STDERR_FILENO);
-		close(saved);
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "is a symbolic link");
+	/* To nowhere: followed, O_CREAT would make the file it names. */
+	if (symlink(nowhere, dangling) == -1) {
+		CHECK_FAIL("symlink %s: %s", dangling, strerror(errno));
+		return;
 	}
-	if (fd != -1)
-		close(fd);
+	CHECK(open_logged(dangling, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, dangling);
+	CHECK_STR_CONTAINS(log, "is a symbolic link");
+	CHECK(access(nowhere, F_OK) == -1 && errno == ENOENT);
+}
+
+static void
+test_fifo_refused(void)
+{
+	const char *path = tmp_path("fifo");
+	char log[LOG_MAX];
+
+	if (mkfifo(path, 0600) == -1) {
+		CHECK_FAIL("mkfifo %s: %s", path, strerror(errno));
+		return;
+	}
+	/* A hang is a failure: SIGALRM ends the test. */
+	alarm(10);
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	alarm(0);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "is not a regular file");
+}
+
+static void
+test_directory_refused(void)
+{
+	const char *path = tmp_path("directory");
+	char log[LOG_MAX];
+
+	if (mkdir(path, 0700) == -1) {
+		CHECK_FAIL("mkdir %s: %s", path, strerror(errno));
+		return;
+	}
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "is a directory");
+}
+
+static void
+test_open_mode_refused(void)
+{
+	const char *path = tmp_path("mode-0644");
+	char log[LOG_MAX];
+
+	if (make_metrics_file(path) == -1)
+		return;
+	if (chmod(path, 0644) == -1) {
+		CHECK_FAIL("chmod %s: %s", path, strerror(errno));
+		return;
+	}
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "has mode 0644");
+	CHECK_STR_CONTAINS(log, "must be 0600");
+}
+
+static void
+test_foreign_owner_refused(void)
+{
+	const char *path = tmp_path("owned-by-65534");
+	char log[LOG_MAX];
+
+	if (geteuid() != 0) {
+		printf("skipped: a file of another owner needs root (chown)\n");
+		return;
+	}
+	if (make_metrics_file(path) == -1)
+		return;
+	if (chown(path, 65534, 65534) == -1) {
+		CHECK_FAIL("chown %s: %s", path, strerror(errno));
+		return;
+	}
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "is owned by uid 65534, not by this worker's "
+	    "uid 0");
+}
+
+static void
+test_hard_link_refused(void)
+{
+	const char *path = tmp_path("linked");
+	const char *other = tmp_path("linked-too");
+	char log[LOG_MAX];
+
+	if (make_metrics_file(path) == -1)
+		return;
+	if (link(path, other) == -1) {
+		CHECK_FAIL("link %s: %s", other, strerror(errno));
+		return;
+	}
+	CHECK(open_logged(path, log, sizeof(log)) == NULL);
+	CHECK_STR_CONTAINS(log, path);
+	CHECK_STR_CONTAINS(log, "has 2 hard links");
 }
 
 /* Removes what the tests made, also after a test gave up half-way. */
 static void
 cleanup(void)
 {
-	if (unlink(shared_path) == -1 && errno != ENOENT)
-		CHECK_FAIL("unlink %s: %s", shared_path, strerror(errno));
-	if (unlink(foreign_path) == -1 && errno != ENOENT)
-		CHECK_FAIL("unlink %s: %s", foreign_path, strerror(errno));
+	int i;
+
+	for (i = tmp_path_count - 1; i >= 0; i--)
+		if (remove(tmp_paths[i]) == -1 && errno != ENOENT)
+			CHECK_FAIL("remove %s: %s", tmp_paths[i],
+			    strerror(errno));
 	if (rmdir(tmp_dir) == -1)
 		CHECK_FAIL("rmdir %s: %s", tmp_dir, strerror(errno));
 }
@@ -359,10 +578,16 @@ main(void)
 		CHECK_FAIL("mkdtemp %s: %s", tmp_dir, strerror(errno));
 		return check_finish();
 	}
-	snprintf(shared_path, sizeof(shared_path), "%s/metrics", tmp_dir);
-	snprintf(foreign_path, sizeof(foreign_path), "%s/foreign", tmp_dir);
+	/* The modes checked below are exactly those the code asks for. */
+	umask(0);
 	test_shared_file();
 	test_foreign_file();
+	test_symlink_refused();
+	test_fifo_refused();
+	test_directory_refused();
+	test_open_mode_refused();
+	test_foreign_owner_refused();
+	test_hard_link_refused();
 	cleanup();
 	return check_finish();
 }

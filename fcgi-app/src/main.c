@@ -3,6 +3,7 @@
  * and multiwatch forks and supervises the workers (see fcgi-app/items-pool);
  * this file only wires the modules together.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t idle;
+static volatile sig_atomic_t listen_closed;
 
 /*
  * SIGUSR1 (what multiwatch sends its workers on shutdown), SIGTERM, SIGINT:
@@ -36,14 +38,27 @@ static volatile sig_atomic_t idle;
  * our copy of the listening socket makes that accept() fail instead, so the
  * worker leaves at once. close() is async-signal-safe; other workers keep
  * their own descriptor of the shared socket.
+ *
+ * The socket is closed once only: a second signal (multiwatch's SIGUSR1 and
+ * a SIGTERM to the process group, say) may come after the worker has opened
+ * something else, which then holds descriptor 0. (A stop signal that
+ * interrupts this handler itself can at worst make it close descriptor 0
+ * twice in a row, the second time failing with EBADF: nothing can open a
+ * file in between.) errno is restored for the interrupted code, which may be
+ * about to read it.
  */
 static void
 on_stop_signal(int sig)
 {
+	int saved_errno = errno;
+
 	(void)sig;
 	stop_requested = 1;
-	if (idle)
+	if (idle && !listen_closed) {
+		listen_closed = 1;
 		close(LISTEN_FD);
+	}
+	errno = saved_errno;
 }
 
 static void

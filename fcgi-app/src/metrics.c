@@ -46,6 +46,22 @@ struct metrics_shared {
 	struct db_gate_state db_gate;
 };
 
+/*
+ * These words are shared between processes through the mapping. A type that
+ * is not lock-free gets its atomicity from a lock in the C library, private
+ * to each process, and the workers would race; the words must also be bare
+ * (no lock stored beside the value) for every process to read the same bytes.
+ * int64_t and uint64_t are long or long long, int32_t is int.
+ */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_LONG_LOCK_FREE == 2,
+    "the shared counters and gate words need lock-free 64-bit atomics");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+    "the shared worker slots need lock-free 32-bit atomics");
+_Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t) &&
+    sizeof(_Atomic int64_t) == sizeof(int64_t) &&
+    sizeof(_Atomic int32_t) == sizeof(int32_t),
+    "the shared atomics must be bare words");
+
 struct metrics {
 	struct metrics_shared	*shared;
 	int			 slot;		/* -1: none claimed */
@@ -75,26 +91,95 @@ metrics_claim_slot(struct metrics_shared *shared)
 	return -1;
 }
 
+/*
+ * Opens the shared file, creating it 0600, and makes sure it holds size
+ * bytes. The default path is in /tmp, where another local user may have
+ * made it first: a file of theirs could hold the database gate down or feed
+ * the counters, so only a regular file of our own, private to us, is taken.
+ * Returns the descriptor, or -1 with the reason logged.
+ */
+static int
+metrics_open_file(const char *path, size_t size)
+{
+	struct stat st;
+	int fd, error;
+
+	/* O_NONBLOCK: opening a FIFO or a device must not hang the worker. */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+	    0600);
+	if (fd == -1) {
+		if (errno == ELOOP)
+			log_warnx("METRICS_FILE=%s is a symbolic link: refusing "
+			    "to follow it; remove it, or set METRICS_FILE to a "
+			    "path in a directory that only this user can write",
+			    path);
+		else if (errno == EISDIR)
+			log_warnx("METRICS_FILE=%s is a directory: set "
+			    "METRICS_FILE to the path of a file", path);
+		else
+			log_warn("METRICS_FILE=%s: cannot open", path);
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		log_warn("METRICS_FILE=%s: cannot stat", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		log_warnx("METRICS_FILE=%s is not a regular file (a FIFO, socket "
+		    "or device): remove it, or set METRICS_FILE to another path",
+		    path);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		log_warnx("METRICS_FILE=%s is owned by uid %lu, not by this "
+		    "worker's uid %lu: another user may have made it; remove it "
+		    "(items-pool does at start), or set METRICS_FILE to a path "
+		    "in a directory that only this user can write", path,
+		    (unsigned long)st.st_uid, (unsigned long)geteuid());
+		goto fail;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		log_warnx("METRICS_FILE=%s has mode %04o: it must be 0600 (no "
+		    "access for group or others); remove it and restart the "
+		    "pool, which creates it 0600", path,
+		    (unsigned int)(st.st_mode & 07777));
+		goto fail;
+	}
+	/* Another name for the file would be another way in. */
+	if (st.st_nlink != 1) {
+		log_warnx("METRICS_FILE=%s has %lu hard links, not 1: remove "
+		    "it and restart the pool", path, (unsigned long)st.st_nlink);
+		goto fail;
+	}
+	/*
+	 * Blocks allocated now, not on first touch of the mapping: on a full
+	 * tmpfs that would be a SIGBUS in the middle of a request. Workers
+	 * race here at start-up; allocating the same range is idempotent.
+	 */
+	error = posix_fallocate(fd, 0, (off_t)size);
+	if (error != 0) {
+		errno = error;
+		log_warn("METRICS_FILE=%s: cannot allocate %zu bytes", path,
+		    size);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
 struct metrics *
 metrics_open(const char *path)
 {
 	static struct metrics m;
 	uint64_t expected = 0;
-	struct stat st;
 	void *map = MAP_FAILED;
 	int fd;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		log_warn("METRICS_FILE=%s: cannot open", path);
+	fd = metrics_open_file(path, sizeof(*m.shared));
+	if (fd == -1)
 		return NULL;
-	}
-	/* Workers race here at start-up; growing to the same size is idempotent. */
-	if (fstat(fd, &st) == -1 || (st.st_size < (off_t)sizeof(*m.shared) &&
-	    ftruncate(fd, sizeof(*m.shared)) == -1)) {
-		log_warn("METRICS_FILE=%s: cannot size", path);
-		goto fail;
-	}
 	map = mmap(NULL, sizeof(*m.shared), PROT_READ | PROT_WRITE, MAP_SHARED,
 	    fd, 0);
 	if (map == MAP_FAILED) {

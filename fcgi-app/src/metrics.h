@@ -43,8 +43,10 @@ struct metrics_snapshot {
 struct metrics;
 
 /*
- * Maps (creating it if needed) the shared file and claims a worker slot.
- * Returns a new handle, or NULL with the reason logged.
+ * Maps (creating it 0600 if needed) the shared file and claims a worker slot.
+ * Takes only a regular file of the effective user, with no group or other
+ * access and one link, never through a symbolic link. Returns a new handle,
+ * or NULL with the reason logged.
  */
 struct metrics	*metrics_open(const char *path);
 /* Releases the slot and unmaps; accepts NULL. */
