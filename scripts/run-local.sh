@@ -26,6 +26,8 @@ Environment (defaults in brackets):
   HTTP_PORT      public port of nginx [8080]
   METRICS_PORT   internal port of nginx serving /metrics [8081]
   DB_PORT        mariadbd TCP port [3307]
+  WORKER_DB_PORT the port the workers connect to [DB_PORT]: for fault drills
+                 that put a proxy of their own between the workers and mariadbd
   FCGI_TRANSPORT how nginx reaches the worker pool: unix (a socket in
                  RUN_DIR/api) or tcp (127.0.0.1:FCGI_PORT) [unix]
   FCGI_PORT      worker pool TCP port, with FCGI_TRANSPORT=tcp [9000]
@@ -53,6 +55,7 @@ load_settings() {
   HTTP_PORT=${HTTP_PORT:-${SAVED_HTTP_PORT:-8080}}
   METRICS_PORT=${METRICS_PORT:-${SAVED_METRICS_PORT:-8081}}
   DB_PORT=${DB_PORT:-${SAVED_DB_PORT:-3307}}
+  WORKER_DB_PORT=${WORKER_DB_PORT:-${SAVED_WORKER_DB_PORT:-$DB_PORT}}
   FCGI_PORT=${FCGI_PORT:-${SAVED_FCGI_PORT:-9000}}
   FCGI_WORKERS=${FCGI_WORKERS:-${SAVED_FCGI_WORKERS:-$(nproc)}}
   FCGI_TRANSPORT=${FCGI_TRANSPORT:-${SAVED_FCGI_TRANSPORT:-unix}}
@@ -83,6 +86,7 @@ save_settings() {
 SAVED_HTTP_PORT=$HTTP_PORT
 SAVED_METRICS_PORT=$METRICS_PORT
 SAVED_DB_PORT=$DB_PORT
+SAVED_WORKER_DB_PORT=$WORKER_DB_PORT
 SAVED_FCGI_PORT=$FCGI_PORT
 SAVED_FCGI_WORKERS=$FCGI_WORKERS
 SAVED_FCGI_TRANSPORT=$FCGI_TRANSPORT
@@ -103,6 +107,10 @@ check_ports_free() {
     fi
     port_free "$port" || die "port $port ($name) is already in use on 127.0.0.1: choose another with $name=..."
   done
+  # Not checked for being free: a drill's proxy may already listen there.
+  if ! [[ $WORKER_DB_PORT =~ ^[0-9]+$ ]] || ((WORKER_DB_PORT < 1 || WORKER_DB_PORT > 65535)); then
+    die "WORKER_DB_PORT=$WORKER_DB_PORT is not a port number"
+  fi
 }
 
 build_worker() {
@@ -252,7 +260,7 @@ EOF
 
 start_pool() {
   local env_args=(
-    DB_HOST=127.0.0.1 DB_PORT="$DB_PORT" MYSQL_DATABASE=items MYSQL_USER=items
+    DB_HOST=127.0.0.1 DB_PORT="$WORKER_DB_PORT" MYSQL_DATABASE=items MYSQL_USER=items
     MYSQL_PASSWORD_FILE="$RUN_DIR/db-password"
     FCGI_LISTEN="$FCGI_ADDRESS" FCGI_WORKERS="$FCGI_WORKERS"
     METRICS_FILE="$RUN_DIR/api/metrics" ITEMS_FCGI="$WORKER_BIN"

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -41,7 +42,7 @@ LOG_TAIL_LINES = 40
 # Variables of the caller's environment that must not leak into a stack.
 _SCRUBBED_ENV = (
     "API_TOKEN", "API_TOKEN_FILE", "NO_TOKEN", "RUN_DIR", "HTTP_PORT",
-    "METRICS_PORT", "DB_PORT", "FCGI_PORT", "FCGI_WORKERS", "DB_HOST",
+    "METRICS_PORT", "DB_PORT", "WORKER_DB_PORT", "FCGI_PORT", "FCGI_WORKERS", "DB_HOST",
     "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_PASSWORD_FILE",
     "METRICS_FILE", "FCGI_LISTEN",
 )
@@ -87,6 +88,34 @@ def free_ports(count):
     finally:
         for s in socks:
             s.close()
+
+
+def run_concurrently(count, func, timeout=60.0):
+    """Run func(i) for i in range(count) in `count` threads released
+    together; return the results in order (an exception is a result)."""
+    results = [None] * count
+    barrier = threading.Barrier(count)
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=timeout)
+            results[i] = func(i)
+        except Exception as e:  # reported by the caller's assertions
+            results[i] = e
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if any(t.is_alive() for t in threads):
+        raise AssertionError("threads still running after %.0f s" % timeout)
+    return results
+
+
+def sql_quote(text):
+    """A MariaDB string literal for `text`."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def proc_state(pid):
@@ -462,6 +491,11 @@ class Stack:
         if proc.returncode != 0:
             raise StackError("mariadb -e %r: %s" % (query, proc.stderr))
         return proc.stdout
+
+    def sql_block(self, text):
+        """Run one compound statement (a trigger, BEGIN NOT ATOMIC ... END):
+        the mariadb client must not split it at its semicolons."""
+        return self.sql("DELIMITER //\n" + text + " //\nDELIMITER ;")
 
     # -- logs --------------------------------------------------------------
 

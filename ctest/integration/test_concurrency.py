@@ -3,37 +3,11 @@
 mixed up, and racing DELETEs of one item succeed exactly once."""
 
 import json
-import threading
 
 import stack as harness
-from stack import main
+from stack import main, run_concurrently
 
 THREADS = 50
-JOIN_TIMEOUT = 60.0
-
-
-def run_concurrently(count, func):
-    """Run func(i) for i in range(count) in `count` threads released
-    together; return the list of results (exceptions are results too)."""
-    results = [None] * count
-    barrier = threading.Barrier(count)
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=JOIN_TIMEOUT)
-            results[i] = func(i)
-        except Exception as e:  # reported by the caller's assertions
-            results[i] = e
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-               for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_TIMEOUT)
-    if any(t.is_alive() for t in threads):
-        raise AssertionError("threads still running after %.0f s"
-                             % JOIN_TIMEOUT)
-    return results
 
 
 class ConcurrencyTest(harness.StackTestCase):

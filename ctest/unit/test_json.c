@@ -314,8 +314,8 @@ check_encoded(char *got, const char *want)
 static void
 test_encode(void)
 {
-	struct item item = { 0 }, items[2];
-	struct item_list list = { 0 };
+	struct item item = { 0 }, other;
+	struct buf b;
 	char name[] = "Zin\xc3\xa9" "dine \"Zizou\" <b>&amp;</b> \xf0\x9f\x98\x80"
 	    " a/b \\ \t\x01";
 	char description[] = "line 1\nline 2";
@@ -350,21 +350,31 @@ test_encode(void)
 	    "\"description\":\"line 1\\nline 2\","
 	    "\"created_at\":\"2026-11-29T10:00:00Z\"}");
 
-	/* Lists: empty, and two items in the order given. */
-	check_encoded(json_encode_item_list(&list), "[]");
-	items[0] = item;
-	items[0].id = 1;
-	items[0].description = NULL;
-	items[1] = item;
-	items[1].id = 2;
-	items[1].name = (char *)"y";
-	list.items = items;
-	list.count = 2;
-	check_encoded(json_encode_item_list(&list),
-	    "[{\"id\":1,\"name\":\"x\",\"description\":null,"
+	/* Items appended one after another, as a page is built. */
+	other = item;
+	other.id = 1;
+	other.description = NULL;
+	buf_init(&b, 4096);
+	json_add_item(&b, &other);
+	buf_add(&b, ",", 1);
+	other.id = 2;
+	other.name = (char *)"y";
+	other.description = description;
+	json_add_item(&b, &other);
+	check_encoded(buf_steal(&b, NULL),
+	    "{\"id\":1,\"name\":\"x\",\"description\":null,"
 	    "\"created_at\":\"2026-11-29T10:00:00Z\"},"
 	    "{\"id\":2,\"name\":\"y\",\"description\":\"line 1\\nline 2\","
-	    "\"created_at\":\"2026-11-29T10:00:00Z\"}]");
+	    "\"created_at\":\"2026-11-29T10:00:00Z\"}");
+
+	/* Invalid UTF-8 fails the whole buffer, not just the one string. */
+	buf_init(&b, 4096);
+	json_add_item(&b, &other);
+	other.name = (char *)"bad \xc3(";
+	json_add_item(&b, &other);
+	CHECK(b.failed);
+	CHECK(buf_steal(&b, NULL) == NULL);
+	buf_finish(&b);
 }
 
 static void

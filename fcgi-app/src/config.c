@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -184,6 +185,41 @@ config_check_listen(struct config_ctx *ctx, const char *listen)
 	return 0;
 }
 
+/*
+ * FCGI_WEB_SERVER_ADDRS is read by libfcgi itself, which admits a TCP peer
+ * only if its address is in the list, and silently never matches an entry
+ * it cannot parse: every connection would then be refused. Checked here so
+ * that a typo stops the pool at start, with the entry named.
+ */
+static int
+config_check_peers(struct config_ctx *ctx)
+{
+	const char *list = config_get(ctx, "FCGI_WEB_SERVER_ADDRS");
+	const char *entry, *end;
+	char addr[INET_ADDRSTRLEN];
+	struct in_addr in;
+	size_t len;
+
+	for (entry = list; entry != NULL; entry = *end ? end + 1 : NULL) {
+		end = strchr(entry, ',');
+		if (end == NULL)
+			end = entry + strlen(entry);
+		len = (size_t)(end - entry);
+		if (len == 0 || len >= sizeof(addr))
+			goto bad;
+		memcpy(addr, entry, len);
+		addr[len] = '\0';
+		if (inet_pton(AF_INET, addr, &in) != 1)
+			goto bad;
+	}
+	return 0;
+bad:
+	return config_fail(ctx, "FCGI_WEB_SERVER_ADDRS=%.64s: expected IPv4 "
+	    "addresses separated by commas (the FastCGI peers admitted over "
+	    "TCP), not \"%.*s\"", list, (int)(end - entry < 40 ? end - entry :
+	    40), entry);
+}
+
 int
 config_load(struct config *config, config_lookup_fn lookup, char *error,
     size_t error_size)
@@ -207,6 +243,7 @@ config_load(struct config *config, config_lookup_fn lookup, char *error,
 	    config_string(&ctx, "FCGI_LISTEN", DEFAULT_LISTEN,
 	    &config->listen) == -1 ||
 	    config_check_listen(&ctx, config->listen) == -1 ||
+	    config_check_peers(&ctx) == -1 ||
 	    config_string(&ctx, "METRICS_FILE", DEFAULT_METRICS_FILE,
 	    &config->metrics_file) == -1)
 		goto fail;

@@ -16,23 +16,36 @@
 #include "log.h"
 
 /*
- * Timeouts, in seconds (the unit Connector/C takes). The API answers within
- * 2 s even when the database host drops packets: a connect attempt gives up
- * after 1 s, a read or write after 1 s. While the database is down, the
- * pool-wide gate (db_gate.h) lets one worker probe it every DB_RETRY_DELAY
- * and the others answer 503 at once, so service resumes within about
- * DB_RETRY_DELAY + a connect after the database is back.
+ * Time bounds. Connecting (resolving aside: getaddrinfo cannot be cut short),
+ * the handshake, the init command and the prepares share one deadline,
+ * driven through Connector/C's non-blocking calls; the probing worker's
+ * lease on the pool-wide gate (db_gate.h) outlasts it, so only one worker
+ * waits on an unreachable database and the others answer 503 at once. On an
+ * open connection a read or a write gives up after DB_IO_TIMEOUT. Statements
+ * that take locks carry their own server-side bound (SERVER_BOUND), well
+ * below DB_IO_TIMEOUT: the server gives up first and rolls the statement
+ * back, so a write it refused is reported as not applied instead of being
+ * lost to a client timeout with its outcome unknown.
  */
-#define DB_CONNECT_TIMEOUT	1
-#define DB_IO_TIMEOUT		1
-#define DB_RETRY_DELAY		0.25
-/* A statement that failed on a lost connection is retried only if this was quick. */
-#define DB_RETRY_WINDOW		0.25
+#define DB_CONNECT_DEADLINE_MS	1000
+#define DB_PROBE_LEASE_MS	(DB_CONNECT_DEADLINE_MS + 250)
+#define DB_IO_TIMEOUT		1	/* seconds, the unit Connector/C takes */
+#define DB_RETRY_DELAY_MS	250
+/* A read that failed on a lost connection is tried again only if this was quick. */
+#define DB_RETRY_WINDOW_MS	250
+
+/* MariaDB's per-statement bound; it also ends lock and metadata-lock waits. */
+#define SERVER_BOUND "SET STATEMENT max_statement_time = 0.5 FOR "
+/* Second line for statements without SERVER_BOUND; whole seconds only. */
+#define SESSION_INIT "SET time_zone = '+00:00', innodb_lock_wait_timeout = 1, " \
+	"lock_wait_timeout = 1"
 
 enum stmt_id {
 	STMT_PING,
 	STMT_LIST,
+	STMT_PAGE_END,
 	STMT_GET,
+	STMT_CREATED_AT,
 	STMT_INSERT,
 	STMT_UPDATE,
 	STMT_DELETE,
@@ -40,23 +53,31 @@ enum stmt_id {
 };
 
 /*
- * Every statement of the application. Only idempotent ones are retried after
- * a lost connection: an INSERT or DELETE may have run before the loss.
+ * Every statement of the application and its policy. A read may be sent
+ * again on a new connection after a fast loss. A write never is: once it
+ * may have reached the server, only the server knows whether it ran, and a
+ * replay could undo another request's write or insert a duplicate.
+ * STMT_LIST has no server bound: its time on the server includes the
+ * client reading a page, however large, as it streams.
  */
 static const struct {
 	const char	*sql;
-	bool		 idempotent;
+	bool		 write;
 } statements[STMT_COUNT] = {
-	[STMT_PING] = { "SELECT 1", true },
+	[STMT_PING] = { "SELECT 1", false },
 	[STMT_LIST] = { "SELECT id, name, description, created_at FROM items"
-	    " WHERE id > ? ORDER BY id LIMIT ?", true },
-	[STMT_GET] = { "SELECT id, name, description, created_at FROM items"
-	    " WHERE id = ?", true },
-	[STMT_INSERT] = { "INSERT INTO items (name, description, created_at)"
-	    " VALUES (?, ?, ?)", false },
-	[STMT_UPDATE] = { "UPDATE items SET name = ?, description = ?"
-	    " WHERE id = ?", true },
-	[STMT_DELETE] = { "DELETE FROM items WHERE id = ?", false },
+	    " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
+	[STMT_PAGE_END] = { SERVER_BOUND "SELECT id FROM items WHERE id > ?"
+	    " ORDER BY id LIMIT ?, 2", false },
+	[STMT_GET] = { SERVER_BOUND "SELECT id, name, description, created_at"
+	    " FROM items WHERE id = ?", false },
+	[STMT_CREATED_AT] = { SERVER_BOUND "SELECT created_at FROM items"
+	    " WHERE id = ?", false },
+	[STMT_INSERT] = { SERVER_BOUND "INSERT INTO items (name, description,"
+	    " created_at) VALUES (?, ?, ?)", true },
+	[STMT_UPDATE] = { SERVER_BOUND "UPDATE items SET name = ?,"
+	    " description = ? WHERE id = ?", true },
+	[STMT_DELETE] = { SERVER_BOUND "DELETE FROM items WHERE id = ?", true },
 };
 
 /* Where a fetched row lands; bound once per execution of a row statement. */
@@ -78,7 +99,8 @@ struct db {
 	MYSQL_STMT		*stmts[STMT_COUNT];
 	bool			 ever_connected;
 	bool			 down;		/* an outage is under way (and logged) */
-	double			 down_since;
+	int64_t			 down_since_ms;
+	unsigned int		 last_error;	/* logged already; 0 after a success */
 	struct db_gate_state	*gate;		/* shared by the pool; may be NULL */
 	struct db_row		 row;
 };
@@ -90,15 +112,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 struct db *
@@ -140,24 +153,43 @@ db_destroy(struct db *db)
 }
 
 /*
- * Errors that mean the connection is unusable: every client-side error
- * (CR_*, 2000..2999: gone away, lost, cannot connect) and the server telling
- * us it is going away.
+ * The connection is gone or cannot be made: the database is down as far as
+ * this worker can tell. Client-side bugs (commands out of sync, a bad bind,
+ * out of memory) and SQL errors are not outages.
  */
 static bool
 db_error_is_connection(unsigned int code)
 {
-	return (code >= CR_MIN_ERROR && code <= CR_MAX_ERROR) ||
-	    code == ER_SERVER_SHUTDOWN || code == ER_CONNECTION_KILLED ||
-	    code == ER_ABORTING_CONNECTION || code == ER_CON_COUNT_ERROR ||
-	    code == ER_TOO_MANY_USER_CONNECTIONS;
+	switch (code) {
+	case CR_CONNECTION_ERROR:
+	case CR_CONN_HOST_ERROR:
+	case CR_UNKNOWN_HOST:
+	case CR_SERVER_GONE_ERROR:
+	case CR_SERVER_LOST:
+	case CR_SERVER_LOST_EXTENDED:
+	case ER_SERVER_SHUTDOWN:
+	case ER_CONNECTION_KILLED:
+		return true;
+	default:
+		return false;
+	}
 }
 
-/* Busy rather than broken: worth a retry by the client. */
+/* The server refused or gave up on the statement, and rolled it back: retry later. */
 static bool
-db_error_is_transient(unsigned int code)
+db_error_is_busy(unsigned int code)
 {
-	return code == ER_LOCK_WAIT_TIMEOUT || code == ER_LOCK_DEADLOCK;
+	switch (code) {
+	case ER_LOCK_WAIT_TIMEOUT:
+	case ER_LOCK_DEADLOCK:
+	case ER_STATEMENT_TIMEOUT:
+	case ER_QUERY_INTERRUPTED:
+	case ER_CON_COUNT_ERROR:
+	case ER_TOO_MANY_USER_CONNECTIONS:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void
@@ -166,44 +198,66 @@ db_mark_down(struct db *db, const char *what, unsigned int code,
 {
 	if (!db->down) {
 		db->down = true;
-		db->down_since = now_seconds();
+		db->down_since_ms = now_ms();
 		log_warnx("database %s: %u %s", what, code, message);
 	} else
 		log_debug("database still unavailable: %u %s", code, message);
 }
 
-/* Classifies a failed call, logs it once, and drops a broken connection. */
+/*
+ * Classifies a failed call, logs it once and drops a connection that cannot
+ * be trusted any more. sent: the statement may have reached the server.
+ */
 static enum db_status
-db_fail(struct db *db, enum stmt_id id, unsigned int code, const char *message)
+db_fail(struct db *db, enum stmt_id id, bool sent, unsigned int code,
+    const char *message)
 {
+	/* An error packet is the server's answer: the statement did not run. */
+	bool answered = code < CR_MIN_ERROR;
+
 	metrics_record_db_error(db->metrics);
 	if (db_error_is_connection(code)) {
 		db_mark_down(db, "connection lost", code, message);
 		db_disconnect(db);
+		if (sent && !answered && statements[id].write) {
+			log_warnx("database connection lost after a write was "
+			    "sent: its outcome is unknown (\"%s\")",
+			    statements[id].sql);
+			return DB_UNKNOWN;
+		}
 		return DB_UNAVAILABLE;
 	}
-	if (db_error_is_transient(code)) {
+	if (db_error_is_busy(code)) {
 		log_warnx("database busy in \"%s\": %u %s", statements[id].sql,
 		    code, message);
 		return DB_UNAVAILABLE;
 	}
-	log_warnx("database error in \"%s\": %u %s", statements[id].sql, code,
-	    message);
+	/* The same error on every request (a missing table) is logged once. */
+	if (code != db->last_error)
+		log_warnx("database error in \"%s\": %u %s",
+		    statements[id].sql, code, message);
+	else
+		log_debug("database error again: %u %s", code, message);
+	db->last_error = code;
+	/* After a client-side failure the connection's state is not known. */
+	if (!answered)
+		db_disconnect(db);
 	return DB_ERROR;
 }
 
 static enum db_status
-db_stmt_fail(struct db *db, enum stmt_id id)
+db_stmt_fail(struct db *db, enum stmt_id id, bool sent)
 {
 	MYSQL_STMT *stmt = db->stmts[id];
 
-	return db_fail(db, id, mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+	return db_fail(db, id, sent, mysql_stmt_errno(stmt),
+	    mysql_stmt_error(stmt));
 }
 
 /*
  * An idle connection never has data waiting: when its socket is readable,
  * the server has closed it (restart, wait_timeout, kill). Noticing this
- * before a statement lets even a non-idempotent one run on a fresh connection.
+ * before a statement is sent lets even a write run on a fresh connection.
  */
 static bool
 db_connection_closed_by_peer(struct db *db)
@@ -216,47 +270,86 @@ db_connection_closed_by_peer(struct db *db)
 	return pfd.fd < 0 || poll(&pfd, 1, 0) != 0;
 }
 
+/*
+ * Waits for what a non-blocking call asked for (MYSQL_WAIT_* in status), but
+ * not past deadline_ms. Returns the events to hand to its _cont() call, or 0
+ * once the deadline has passed.
+ */
 static int
-db_prepare_all(struct db *db)
+db_wait(MYSQL *conn, int status, int64_t deadline_ms)
 {
-	int i;
+	struct pollfd pfd;
+	int64_t left;
+	int timeout, events;
+	bool library_timeout;
 
-	for (i = 0; i < STMT_COUNT; i++) {
-		db->stmts[i] = mysql_stmt_init(db->conn);
-		if (db->stmts[i] == NULL)
-			return -1;
-		if (mysql_stmt_prepare(db->stmts[i], statements[i].sql,
-		    strlen(statements[i].sql)) != 0) {
-			db_stmt_fail(db, (enum stmt_id)i);
-			return -1;
+	pfd.fd = (int)mysql_get_socket(conn);
+	pfd.events = 0;
+	if (status & MYSQL_WAIT_READ)
+		pfd.events |= POLLIN;
+	if (status & MYSQL_WAIT_WRITE)
+		pfd.events |= POLLOUT;
+	if (status & MYSQL_WAIT_EXCEPT)
+		pfd.events |= POLLPRI;
+	for (;;) {
+		left = deadline_ms - now_ms();
+		if (left <= 0)
+			return 0;
+		timeout = (int)left;
+		library_timeout = (status & MYSQL_WAIT_TIMEOUT) &&
+		    mysql_get_timeout_value_ms(conn) < (unsigned int)timeout;
+		if (library_timeout)
+			timeout = (int)mysql_get_timeout_value_ms(conn);
+		pfd.revents = 0;
+		switch (poll(&pfd, 1, timeout)) {
+		case -1:
+			if (errno != EINTR)
+				return 0;
+			continue;
+		case 0:
+			if (library_timeout)
+				return MYSQL_WAIT_TIMEOUT;
+			continue;
+		default:
+			events = 0;
+			if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+				events |= MYSQL_WAIT_READ;
+			if (pfd.revents & (POLLOUT | POLLERR))
+				events |= MYSQL_WAIT_WRITE;
+			if (pfd.revents & POLLPRI)
+				events |= MYSQL_WAIT_EXCEPT;
+			return events;
 		}
 	}
-	return 0;
 }
 
 static enum db_status
-db_connect(struct db *db)
+db_connect_timed_out(struct db *db)
+{
+	metrics_record_db_error(db->metrics);
+	db_mark_down(db, "unreachable", CR_SERVER_LOST,
+	    "no answer within the connect deadline");
+	return DB_UNAVAILABLE;
+}
+
+/* Resolve, connect, handshake and init command, by deadline_ms. */
+static enum db_status
+db_open(struct db *db, int64_t deadline_ms)
 {
 	const struct config *c = db->config;
-	unsigned int connect_timeout = DB_CONNECT_TIMEOUT;
+	unsigned int connect_timeout = DB_CONNECT_DEADLINE_MS / 1000 + 1;
 	unsigned int io_timeout = DB_IO_TIMEOUT;
 	my_bool off = 0;
+	MYSQL *ret = NULL;
+	int status;
 
-	if (db->conn != NULL) {
-		if (!db_connection_closed_by_peer(db))
-			return DB_OK;
-		db_mark_down(db, "connection lost", CR_SERVER_GONE_ERROR,
-		    "closed by the server while idle");
-		db_disconnect(db);
-	}
-	/* The probe's lease outlasts a connect attempt that times out. */
-	if (!db_gate_try(db->gate, now_ms(), DB_CONNECT_TIMEOUT * 1000 + 500))
-		return DB_UNAVAILABLE;
 	db->conn = mysql_init(NULL);
 	if (db->conn == NULL) {
 		log_warnx("database: mysql_init failed (out of memory)");
 		return DB_ERROR;
 	}
+	/* The deadline is ours; the library's own timeouts only back it up. */
+	mysql_optionsv(db->conn, MYSQL_OPT_NONBLOCK, NULL);
 	mysql_optionsv(db->conn, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
 	mysql_optionsv(db->conn, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
 	mysql_optionsv(db->conn, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
@@ -265,44 +358,137 @@ db_connect(struct db *db)
 	mysql_optionsv(db->conn, MYSQL_OPT_LOCAL_INFILE, &off);
 	mysql_optionsv(db->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	/* created_at travels as UTC whatever the server's zone. */
-	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
+	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, SESSION_INIT);
 	/* CLIENT_FOUND_ROWS: an UPDATE that changes nothing still counts its row. */
-	if (mysql_real_connect(db->conn, c->db_host, c->db_user,
-	    c->db_password, c->db_name, c->db_port, NULL,
-	    CLIENT_FOUND_ROWS) == NULL) {
-		metrics_record_db_error(db->metrics);
-		db_mark_down(db, "unreachable", mysql_errno(db->conn),
-		    mysql_error(db->conn));
-		goto fail;
+	status = mysql_real_connect_start(&ret, db->conn, c->db_host,
+	    c->db_user, c->db_password, c->db_name, c->db_port, NULL,
+	    CLIENT_FOUND_ROWS);
+	while (status != 0) {
+		status = db_wait(db->conn, status, deadline_ms);
+		if (status == 0)
+			return db_connect_timed_out(db);
+		status = mysql_real_connect_cont(&ret, db->conn, status);
 	}
-	if (db_prepare_all(db) == -1)
-		goto fail;
-	if (db->ever_connected) {
-		metrics_record_db_reconnect(db->metrics);
-		log_info("database connection restored after %.1f s",
-		    db->down ? now_seconds() - db->down_since : 0.0);
-	} else
-		log_info("database connection established to %s:%u",
-		    c->db_host, c->db_port);
-	db_gate_opened(db->gate);
-	db->ever_connected = true;
-	db->down = false;
+	if (ret == NULL) {
+		metrics_record_db_error(db->metrics);
+		if (db_error_is_connection(mysql_errno(db->conn)) ||
+		    db_error_is_busy(mysql_errno(db->conn))) {
+			db_mark_down(db, "unreachable", mysql_errno(db->conn),
+			    mysql_error(db->conn));
+			return DB_UNAVAILABLE;
+		}
+		/* Reachable, but refusing us: a configuration problem. */
+		if (mysql_errno(db->conn) != db->last_error)
+			log_warnx("database refused the connection: %u %s",
+			    mysql_errno(db->conn), mysql_error(db->conn));
+		db->last_error = mysql_errno(db->conn);
+		return DB_ERROR;
+	}
 	return DB_OK;
-fail:
-	db_disconnect(db);
-	db_gate_failed(db->gate, now_ms(), (int64_t)(DB_RETRY_DELAY * 1000));
-	return DB_UNAVAILABLE;
+}
+
+static enum db_status
+db_prepare_all(struct db *db, int64_t deadline_ms)
+{
+	int i, rc = 0, status;
+
+	for (i = 0; i < STMT_COUNT; i++) {
+		db->stmts[i] = mysql_stmt_init(db->conn);
+		if (db->stmts[i] == NULL) {
+			log_warnx("database: mysql_stmt_init failed (out of memory)");
+			return DB_ERROR;
+		}
+		status = mysql_stmt_prepare_start(&rc, db->stmts[i],
+		    statements[i].sql, strlen(statements[i].sql));
+		while (status != 0) {
+			status = db_wait(db->conn, status, deadline_ms);
+			if (status == 0)
+				return db_connect_timed_out(db);
+			status = mysql_stmt_prepare_cont(&rc, db->stmts[i],
+			    status);
+		}
+		/* A statement that was not prepared cannot have run. */
+		if (rc != 0)
+			return db_stmt_fail(db, (enum stmt_id)i, false);
+	}
+	return DB_OK;
 }
 
 /*
- * Binds params and runs statement id, connecting first if needed. After a
- * lost connection an idempotent statement is tried once more on a new one,
- * but only if the failure came fast (a restarted server, not a black hole).
+ * The pool believes the database down (another worker lost its connection
+ * slowly), but this worker's connection is still open. A statement sent on
+ * it now could end with its outcome unknown; a ping sends none and costs
+ * one round trip, or at most DB_IO_TIMEOUT if the server is really gone.
+ */
+static enum db_status
+db_check_alive(struct db *db)
+{
+	if (mysql_ping(db->conn) == 0) {
+		db_gate_opened(db->gate);
+		return DB_OK;
+	}
+	metrics_record_db_error(db->metrics);
+	db_mark_down(db, "connection lost", mysql_errno(db->conn),
+	    mysql_error(db->conn));
+	db_disconnect(db);
+	db_gate_failed(db->gate, now_ms(), DB_RETRY_DELAY_MS);
+	return DB_UNAVAILABLE;
+}
+
+static enum db_status
+db_connect(struct db *db)
+{
+	const struct config *c = db->config;
+	enum db_status status;
+	int64_t deadline_ms;
+
+	if (db->conn != NULL) {
+		if (db_connection_closed_by_peer(db)) {
+			db_mark_down(db, "connection lost", CR_SERVER_GONE_ERROR,
+			    "closed by the server while idle");
+			db_disconnect(db);
+		} else if (db_gate_is_down(db->gate))
+			return db_check_alive(db);
+		else
+			return DB_OK;
+	}
+	if (!db_gate_try(db->gate, now_ms(), DB_PROBE_LEASE_MS))
+		return DB_UNAVAILABLE;
+	deadline_ms = now_ms() + DB_CONNECT_DEADLINE_MS;
+	status = db_open(db, deadline_ms);
+	if (status == DB_OK) {
+		/* The server answered: the outage, if any, is over for the pool. */
+		db_gate_opened(db->gate);
+		status = db_prepare_all(db, deadline_ms);
+	}
+	if (status != DB_OK) {
+		db_disconnect(db);
+		if (status == DB_UNAVAILABLE)
+			db_gate_failed(db->gate, now_ms(), DB_RETRY_DELAY_MS);
+		return status;
+	}
+	if (db->ever_connected) {
+		metrics_record_db_reconnect(db->metrics);
+		log_info("database connection restored after %.1f s",
+		    db->down ? (double)(now_ms() - db->down_since_ms) / 1e3 :
+		    0.0);
+	} else
+		log_info("database connection established to %s:%u",
+		    c->db_host, c->db_port);
+	db->ever_connected = true;
+	db->down = false;
+	return DB_OK;
+}
+
+/*
+ * Binds params and runs statement id, connecting first if needed. A read
+ * whose connection was lost fast (a restarted server, not a black hole) is
+ * sent once more on a new connection; a write never is (see statements[]).
  */
 static enum db_status
 db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
 {
-	double started = now_seconds();
+	int64_t started = now_ms();
 	enum db_status status;
 	MYSQL_STMT *stmt;
 	int attempt;
@@ -312,20 +498,22 @@ db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
 		if (status != DB_OK)
 			return status;
 		stmt = db->stmts[id];
-		if ((params == NULL || !mysql_stmt_bind_param(stmt, params)) &&
-		    mysql_stmt_execute(stmt) == 0)
+		if (params != NULL && mysql_stmt_bind_param(stmt, params))
+			return db_stmt_fail(db, id, false);
+		if (mysql_stmt_execute(stmt) == 0) {
+			db->last_error = 0;
 			return DB_OK;
-		status = db_stmt_fail(db, id);
-		if (status != DB_UNAVAILABLE || db->conn != NULL)
+		}
+		status = db_stmt_fail(db, id, true);
+		if (db->conn != NULL)
 			return status;
 		/* Lost slowly (a timeout): the server is not answering, so
 		 * spare the other workers a connect attempt of their own. */
-		if (now_seconds() - started > DB_RETRY_WINDOW) {
-			db_gate_failed(db->gate, now_ms(),
-			    (int64_t)(DB_RETRY_DELAY * 1000));
+		if (now_ms() - started > DB_RETRY_WINDOW_MS) {
+			db_gate_failed(db->gate, now_ms(), DB_RETRY_DELAY_MS);
 			return status;
 		}
-		if (!statements[id].idempotent || attempt > 0)
+		if (statements[id].write || attempt > 0)
 			return status;
 	}
 }
@@ -422,9 +610,25 @@ db_row_to_item(const struct db_row *row, struct item *item)
 	return DB_OK;
 }
 
-/* Fetches one row; DB_NOT_FOUND when there is none left. */
+/* The fetched row as an item whose strings are borrowed from the row. */
+static void
+db_row_borrow(struct db_row *row, struct item *item)
+{
+	row->name[row->name_len] = '\0';
+	item->id = row->id;
+	item->name = row->name;
+	if (row->description_null)
+		item->description = NULL;
+	else {
+		row->description[row->description_len] = '\0';
+		item->description = row->description;
+	}
+	format_time(&row->created_at, item->created_at);
+}
+
+/* Fetches the next row into db->row; DB_NOT_FOUND when there is none left. */
 static enum db_status
-db_fetch_item(struct db *db, enum stmt_id id, struct item *item)
+db_fetch(struct db *db, enum stmt_id id)
 {
 	int rc;
 
@@ -437,26 +641,34 @@ db_fetch_item(struct db *db, enum stmt_id id, struct item *item)
 		return DB_ERROR;
 	}
 	if (rc != 0)
-		return db_stmt_fail(db, id);
-	return db_row_to_item(&db->row, item);
+		return db_stmt_fail(db, id, true);
+	return DB_OK;
 }
 
-/* Runs a row statement and binds its result columns. */
+/* Runs a row statement and binds its result columns to result. */
 static enum db_status
-db_query_rows(struct db *db, enum stmt_id id, MYSQL_BIND *params)
+db_query(struct db *db, enum stmt_id id, MYSQL_BIND *params,
+    MYSQL_BIND *result)
 {
 	enum db_status status;
 
 	status = db_execute(db, id, params);
 	if (status != DB_OK)
 		return status;
-	db_bind_row(&db->row);
-	if (mysql_stmt_bind_result(db->stmts[id], db->row.bind))
-		return db_stmt_fail(db, id);
+	if (mysql_stmt_bind_result(db->stmts[id], result))
+		return db_stmt_fail(db, id, true);
 	return DB_OK;
 }
 
-/* Ends a result set unless the connection was dropped on the way. */
+/* Runs a statement whose rows are items, bound to db->row. */
+static enum db_status
+db_query_items(struct db *db, enum stmt_id id, MYSQL_BIND *params)
+{
+	db_bind_row(&db->row);
+	return db_query(db, id, params, db->row.bind);
+}
+
+/* Ends a result set (reading what is left of it) unless the connection was dropped. */
 static void
 db_end_rows(struct db *db, enum stmt_id id)
 {
@@ -471,84 +683,74 @@ db_ping(struct db *db, const char **reason)
 	MYSQL_BIND result;
 	int32_t one = 0;
 
-	*reason = "database unavailable";
-	status = db_execute(db, STMT_PING, NULL);
-	if (status != DB_OK)
-		return status;
 	memset(&result, 0, sizeof(result));
 	bind_long(&result, &one);
-	if (mysql_stmt_bind_result(db->stmts[STMT_PING], &result) ||
-	    mysql_stmt_fetch(db->stmts[STMT_PING]) != 0) {
-		status = db_stmt_fail(db, STMT_PING);
+	status = db_query(db, STMT_PING, NULL, &result);
+	if (status == DB_OK) {
+		status = db_fetch(db, STMT_PING);
 		db_end_rows(db, STMT_PING);
-		return status;
 	}
-	db_end_rows(db, STMT_PING);
-	if (one != 1) {
-		*reason = "database answered SELECT 1 wrongly";
-		return DB_ERROR;
+	if (status == DB_OK && one != 1) {
+		log_warnx("database answered SELECT 1 with %d", (int)one);
+		status = DB_ERROR;
 	}
-	*reason = NULL;
-	return DB_OK;
-}
-
-static int
-item_list_push(struct item_list *list, const struct item *item)
-{
-	struct item *items;
-	size_t cap;
-
-	if (list->count == list->cap) {
-		cap = list->cap ? list->cap * 2 : 16;
-		items = realloc(list->items, cap * sizeof(*items));
-		if (items == NULL)
-			return -1;
-		list->items = items;
-		list->cap = cap;
-	}
-	list->items[list->count++] = *item;
-	return 0;
+	*reason = status == DB_OK ? NULL : status == DB_ERROR ?
+	    "database error (see the API's log)" : "database unavailable";
+	return status;
 }
 
 enum db_status
-db_list_items(struct db *db, int64_t after, int limit, struct item_list *list)
+db_list_items(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    db_row_fn on_row, void *ctx)
 {
-	MYSQL_BIND params[2];
+	MYSQL_BIND params[3];
 	enum db_status status;
-	int64_t fetch = (int64_t)limit + 1;	/* one more tells if a next page exists */
 	struct item item;
 
-	memset(list, 0, sizeof(*list));
 	memset(params, 0, sizeof(params));
 	bind_longlong(&params[0], &after);
-	bind_longlong(&params[1], &fetch);
-	status = db_query_rows(db, STMT_LIST, params);
+	bind_longlong(&params[1], &upto);
+	bind_longlong(&params[2], &limit);
+	status = db_query_items(db, STMT_LIST, params);
 	if (status != DB_OK)
 		return status;
-	for (;;) {
-		status = db_fetch_item(db, STMT_LIST, &item);
-		if (status == DB_NOT_FOUND) {
-			status = DB_OK;
+	while ((status = db_fetch(db, STMT_LIST)) == DB_OK) {
+		db_row_borrow(&db->row, &item);
+		if (on_row(ctx, &item) == DB_ROWS_STOP)
 			break;
-		}
-		if (status != DB_OK)
-			break;
-		if (list->count == (size_t)limit) {
-			list->more = 1;
-			item_finish(&item);
-			continue;
-		}
-		if (item_list_push(list, &item) == -1) {
-			item_finish(&item);
-			log_warnx("database: out of memory listing items");
-			status = DB_ERROR;
-			break;
-		}
 	}
 	db_end_rows(db, STMT_LIST);
+	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+enum db_status
+db_page_end(struct db *db, int64_t after, int limit, int64_t *last,
+    bool *more)
+{
+	MYSQL_BIND params[2], result;
+	enum db_status status;
+	int64_t offset = (int64_t)limit - 1;
+	int32_t id = 0;
+
+	*last = 0;
+	*more = false;
+	memset(params, 0, sizeof(params));
+	memset(&result, 0, sizeof(result));
+	bind_longlong(&params[0], &after);
+	bind_longlong(&params[1], &offset);
+	bind_long(&result, &id);
+	status = db_query(db, STMT_PAGE_END, params, &result);
 	if (status != DB_OK)
-		item_list_finish(list);
-	return status;
+		return status;
+	/* The page's last item, then the one after it, if any. */
+	status = db_fetch(db, STMT_PAGE_END);
+	if (status == DB_OK) {
+		*last = id;
+		status = db_fetch(db, STMT_PAGE_END);
+		*more = status == DB_OK;
+	}
+	db_end_rows(db, STMT_PAGE_END);
+	return status == DB_NOT_FOUND || status == DB_OK ? DB_OK : status;
 }
 
 enum db_status
@@ -559,10 +761,12 @@ db_get_item(struct db *db, int32_t id, struct item *item)
 
 	memset(params, 0, sizeof(params));
 	bind_long(&params[0], &id);
-	status = db_query_rows(db, STMT_GET, params);
+	status = db_query_items(db, STMT_GET, params);
 	if (status != DB_OK)
 		return status;
-	status = db_fetch_item(db, STMT_GET, item);
+	status = db_fetch(db, STMT_GET);
+	if (status == DB_OK)
+		status = db_row_to_item(&db->row, item);
 	db_end_rows(db, STMT_GET);
 	return status;
 }
@@ -585,6 +789,7 @@ utc_now(MYSQL_TIME *t)
 	t->time_type = MYSQL_TIMESTAMP_DATETIME;
 }
 
+/* The stored item is what the client sent: copies input into *item. */
 static enum db_status
 item_copy_input(const struct item_input *input, struct item *item)
 {
@@ -632,14 +837,34 @@ db_create_item(struct db *db, const struct item_input *input,
 	return item_copy_input(input, item);
 }
 
+/*
+ * created_at is read before the UPDATE and never changes, and the rest of
+ * the answer is the input: the response is what this request wrote even if
+ * another PUT commits right after it. A DELETE in between leaves the UPDATE
+ * nothing to change: 404, as nothing was written.
+ */
 enum db_status
 db_replace_item(struct db *db, int32_t id, const struct item_input *input,
     struct item *item)
 {
 	unsigned long name_len, description_len;
 	my_bool name_null, description_null;
-	MYSQL_BIND params[3];
+	MYSQL_BIND params[3], result;
 	enum db_status status;
+	MYSQL_TIME created;
+
+	memset(params, 0, sizeof(params));
+	memset(&result, 0, sizeof(result));
+	bind_long(&params[0], &id);
+	result.buffer_type = MYSQL_TYPE_TIMESTAMP;
+	result.buffer = &created;
+	status = db_query(db, STMT_CREATED_AT, params, &result);
+	if (status != DB_OK)
+		return status;
+	status = db_fetch(db, STMT_CREATED_AT);
+	db_end_rows(db, STMT_CREATED_AT);
+	if (status != DB_OK)
+		return status;
 
 	memset(params, 0, sizeof(params));
 	bind_string(&params[0], input->name, &name_len, &name_null);
@@ -651,8 +876,9 @@ db_replace_item(struct db *db, int32_t id, const struct item_input *input,
 		return status;
 	if (mysql_stmt_affected_rows(db->stmts[STMT_UPDATE]) == 0)
 		return DB_NOT_FOUND;
-	/* Read back for created_at, which only the row knows. */
-	return db_get_item(db, id, item);
+	item->id = id;
+	format_time(&created, item->created_at);
+	return item_copy_input(input, item);
 }
 
 enum db_status

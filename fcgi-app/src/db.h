@@ -3,10 +3,17 @@
  * on first use, with every statement prepared once per connection. The only
  * file that includes mysql.h. Errors are logged here, where they are
  * understood; callers only map the status to HTTP.
+ *
+ * What a status promises about a write (docs/architecture.md, "Write
+ * semantics"): DB_OK, it was applied and committed; DB_UNAVAILABLE, it was
+ * not applied (never sent, or refused or rolled back by the server); DB_UNKNOWN,
+ * it was sent and its answer was lost, so it may or may not have been
+ * applied. A statement that may have reached the server is never sent again.
  */
 #ifndef ITEMS_DB_H
 #define ITEMS_DB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -16,9 +23,19 @@
 enum db_status {
 	DB_OK,
 	DB_NOT_FOUND,
-	DB_UNAVAILABLE,		/* down, unreachable or lost: worth a retry later (503) */
+	DB_UNAVAILABLE,		/* not done: down, unreachable, busy or timed out; retry later (503) */
+	DB_UNKNOWN,		/* a write whose answer was lost: it may have been applied (504) */
 	DB_ERROR,		/* anything else; logged (500) */
 };
+
+/* What a row callback tells db_list_items(). */
+enum db_rows {
+	DB_ROWS_NEXT,		/* hand over the next row */
+	DB_ROWS_STOP,		/* enough: the rest is discarded */
+};
+
+/* Called once per row; item and its strings are borrowed for the call only. */
+typedef enum db_rows (*db_row_fn)(void *ctx, const struct item *item);
 
 struct db;
 
@@ -29,15 +46,28 @@ void		 db_destroy(struct db *db);
 
 /* One round trip to the server. *reason (static text) says why on failure. */
 enum db_status	 db_ping(struct db *db, const char **reason);
-/* Fills *list (caller frees with item_list_finish) with up to limit items with id > after. */
-enum db_status	 db_list_items(struct db *db, int64_t after, int limit,
-		    struct item_list *list);
+/*
+ * Hands on_row the items with after < id <= upto, by ascending id, at most
+ * limit of them, as they arrive from the server (nothing is held but the
+ * current row). A failure after some rows were handed over is still reported.
+ */
+enum db_status	 db_list_items(struct db *db, int64_t after, int64_t upto,
+		    int64_t limit, db_row_fn on_row, void *ctx);
+/*
+ * Where the page of limit items after `after` ends: *last is the id of its
+ * limit-th item (0 when fewer follow) and *more whether any item follows it.
+ */
+enum db_status	 db_page_end(struct db *db, int64_t after, int limit,
+		    int64_t *last, bool *more);
 /* Fills *item (caller frees with item_finish). */
 enum db_status	 db_get_item(struct db *db, int32_t id, struct item *item);
-/* Inserts; fills *item with what was stored (caller frees). Never retried. */
+/* Inserts; fills *item with what was stored (caller frees). */
 enum db_status	 db_create_item(struct db *db, const struct item_input *input,
 		    struct item *item);
-/* Full replacement, created_at kept; fills *item (caller frees). */
+/*
+ * Full replacement, created_at kept; fills *item (caller frees) with exactly
+ * what this request wrote, whatever other requests do to the row meanwhile.
+ */
 enum db_status	 db_replace_item(struct db *db, int32_t id,
 		    const struct item_input *input, struct item *item);
 enum db_status	 db_delete_item(struct db *db, int32_t id);

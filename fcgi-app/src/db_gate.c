@@ -17,6 +17,12 @@ db_gate_try(struct db_gate_state *state, int64_t now_ms, int64_t lease_ms)
 	    now_ms + lease_ms);
 }
 
+bool
+db_gate_is_down(struct db_gate_state *state)
+{
+	return state != NULL && atomic_load(&state->down) != 0;
+}
+
 void
 db_gate_opened(struct db_gate_state *state)
 {

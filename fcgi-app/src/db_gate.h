@@ -23,6 +23,8 @@ struct db_gate_state {
  * holds the probe for lease_ms). A NULL state lets every attempt through.
  */
 bool	db_gate_try(struct db_gate_state *state, int64_t now_ms, int64_t lease_ms);
+/* Is an outage under way? False for a NULL state. */
+bool	db_gate_is_down(struct db_gate_state *state);
 /* A connect succeeded: the outage, if any, is over for every worker. */
 void	db_gate_opened(struct db_gate_state *state);
 /* A connect failed: mark the outage and allow the next probe at now_ms + retry_ms. */

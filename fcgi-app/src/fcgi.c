@@ -1,18 +1,34 @@
 #include "fcgi.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <fcgiapp.h>
 
 #include "log.h"
 
+/*
+ * How long a FastCGI peer may keep a worker waiting on one read or write:
+ * nginx's own fastcgi_send_timeout and send_timeout. Without it, a peer
+ * that connects and sends nothing, or a client that stops reading a
+ * streamed page, would hold a worker forever.
+ */
+#define FCGI_IO_TIMEOUT_S 10
+
 struct fcgi {
 	FCGX_Request	 request;
+	struct response_stream stream;
+	bool		 head;		/* the current request is a HEAD */
 	char		 body[HTTP_BODY_MAX + 1];	/* one byte more tells "too large" */
 };
+
+static int	fcgi_stream_start(void *ctx, const struct response *resp);
+static int	fcgi_stream_write(void *ctx, const char *data, size_t len);
 
 int
 fcgi_is_cgi(void)
@@ -20,9 +36,29 @@ fcgi_is_cgi(void)
 	return FCGX_IsCGI();
 }
 
+/*
+ * Bounds every read and write on fd. Set on the listening socket, it is
+ * inherited by each TCP connection accepted from it, so that it already
+ * covers the request's parameters, which libfcgi reads inside
+ * FCGX_Accept_r(); unix sockets inherit nothing, so each accepted
+ * connection gets it too. On the listener it also makes an idle accept()
+ * return EAGAIN now and then, which fcgi_accept() simply retries.
+ */
+static int
+fcgi_set_timeouts(int fd)
+{
+	struct timeval tv = { .tv_sec = FCGI_IO_TIMEOUT_S, .tv_usec = 0 };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
+		return -1;
+	return 0;
+}
+
 struct fcgi *
 fcgi_open(int listen_fd)
 {
+	const char *peers;
 	struct fcgi *f;
 
 	if (FCGX_Init() != 0) {
@@ -39,7 +75,25 @@ fcgi_open(int listen_fd)
 		free(f);
 		return NULL;
 	}
+	if (fcgi_set_timeouts(listen_fd) == -1) {
+		log_warn("setting timeouts on the FastCGI socket");
+		free(f);
+		return NULL;
+	}
+	f->stream.start = fcgi_stream_start;
+	f->stream.write = fcgi_stream_write;
+	f->stream.ctx = f;
+	/* libfcgi itself reads it, in FCGX_Init(), for TCP peers only. */
+	peers = getenv("FCGI_WEB_SERVER_ADDRS");
+	if (peers != NULL && *peers != '\0')
+		log_info("FastCGI over TCP accepted only from %s", peers);
 	return f;
+}
+
+const struct response_stream *
+fcgi_stream(struct fcgi *f)
+{
+	return &f->stream;
 }
 
 void
@@ -87,8 +141,17 @@ fcgi_accept(struct fcgi *f, struct request *req)
 {
 	const char *internal;
 
-	if (FCGX_Accept_r(&f->request) < 0)
+	int rc;
+
+	/* EAGAIN: no request within FCGI_IO_TIMEOUT_S (fcgi_set_timeouts()). */
+	do
+		rc = FCGX_Accept_r(&f->request);
+	while (rc == -EAGAIN || rc == -EWOULDBLOCK);
+	if (rc < 0)
 		return -1;
+	/* ipcFd is libfcgi's "private" field, read here and only here. */
+	if (fcgi_set_timeouts(f->request.ipcFd) == -1)
+		log_warn("setting timeouts on a FastCGI connection");
 	memset(req, 0, sizeof(*req));
 	req->method_name = param(f, "REQUEST_METHOD", "");
 	req->method = http_method_parse(req->method_name);
@@ -105,6 +168,7 @@ fcgi_accept(struct fcgi *f, struct request *req)
 		fcgi_read_body(f, req);
 	else
 		req->body = "";
+	f->head = req->method == HTTP_HEAD;
 	return 0;
 }
 
@@ -170,9 +234,12 @@ head_add(struct head *h, const char *name, const char *value)
 		h->len += (size_t)n;
 }
 
-void
-fcgi_respond(struct fcgi *f, const struct request *req,
-    const struct response *resp)
+/*
+ * Writes the header block; with_length adds Content-Length (a response held
+ * whole), without it nginx frames the body itself (chunked to the client).
+ */
+static int
+fcgi_put_head(struct fcgi *f, const struct response *resp, bool with_length)
 {
 	struct head h = { .len = 0, .overflow = false };
 	char status[64], length[32];
@@ -182,7 +249,7 @@ fcgi_respond(struct fcgi *f, const struct request *req,
 	    http_status_reason(resp->status));
 	head_add(&h, "Status", status);
 	/* A 204 carries no Content-Length at all (RFC 9110 section 8.6). */
-	if (resp->status != HTTP_NO_CONTENT) {
+	if (with_length && resp->status != HTTP_NO_CONTENT) {
 		snprintf(length, sizeof(length), "%zu", resp->body_len);
 		head_add(&h, "Content-Length", length);
 	}
@@ -194,13 +261,57 @@ fcgi_respond(struct fcgi *f, const struct request *req,
 		head_add(&h, "WWW-Authenticate", "Bearer");
 	if (h.overflow || h.len + 2 > sizeof(h.data)) {
 		log_warnx("response header too long");
+		return -1;
+	}
+	memcpy(h.data + h.len, "\r\n", 2);
+	return FCGX_PutStr(h.data, (int)h.len + 2, f->request.out) < 0 ? -1 : 0;
+}
+
+static int
+fcgi_stream_start(void *ctx, const struct response *resp)
+{
+	return fcgi_put_head(ctx, resp, false);
+}
+
+static int
+fcgi_stream_write(void *ctx, const char *data, size_t len)
+{
+	struct fcgi *f = ctx;
+
+	/* HEAD: the same header as GET, no body (RFC 9110 section 9.3.2). */
+	if (f->head || len == 0)
+		return 0;
+	return FCGX_PutStr(data, (int)len, f->request.out) < 0 ? -1 : 0;
+}
+
+/*
+ * Drops the connection without ending the request (no FCGI_END_REQUEST):
+ * nginx then sees the response cut short and cuts the client's, instead of
+ * passing a partial body on as a complete one.
+ */
+static void
+fcgi_abort(struct fcgi *f)
+{
+	log_warnx("response cut short: connection to the web server dropped");
+	FCGX_Free(&f->request, 1);
+}
+
+void
+fcgi_respond(struct fcgi *f, const struct request *req,
+    const struct response *resp)
+{
+	if (resp->started) {
+		if (resp->cut)
+			fcgi_abort(f);
+		else
+			fcgi_finish(f, req);
+		return;
+	}
+	if (fcgi_put_head(f, resp, true) == -1) {
 		fcgi_finish(f, req);
 		return;
 	}
-	memcpy(h.data + h.len, "\r\n", 2);
-	FCGX_PutStr(h.data, (int)h.len + 2, f->request.out);
-	/* HEAD: the same header as GET, no body (RFC 9110 section 9.3.2). */
-	if (resp->body != NULL && req->method != HTTP_HEAD)
-		FCGX_PutStr(resp->body, (int)resp->body_len, f->request.out);
+	if (resp->body != NULL)
+		fcgi_stream_write(f, resp->body, resp->body_len);
 	fcgi_finish(f, req);
 }

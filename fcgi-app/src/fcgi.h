@@ -28,7 +28,10 @@ int		 fcgi_is_cgi(void);
  */
 int		 fcgi_accept(struct fcgi *f, struct request *req);
 
-/* Writes the response of the current request and ends it. */
+/* Lets handlers stream the current request's response (see http.h); borrowed from f. */
+const struct response_stream *fcgi_stream(struct fcgi *f);
+
+/* Writes the response of the current request (or what is left of a streamed one) and ends it. */
 void		 fcgi_respond(struct fcgi *f, const struct request *req,
 		    const struct response *resp);
 

@@ -1,11 +1,17 @@
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "handlers.h"
 #include "item.h"
 #include "json.h"
+#include "log.h"
 #include "params.h"
 
-/* How a database outcome other than success reads to the client. */
+/*
+ * How a database outcome other than success reads to the client. For a
+ * write, 503 promises "not applied: retry"; an outcome the worker cannot know
+ * is 504 and says so, so that a client does not blindly retry a POST.
+ */
 static enum http_status
 respond_db_failure(struct response *resp, enum db_status status)
 {
@@ -15,6 +21,11 @@ respond_db_failure(struct response *resp, enum db_status status)
 	case DB_UNAVAILABLE:
 		return response_error(resp, HTTP_SERVICE_UNAVAILABLE,
 		    "database unavailable");
+	case DB_UNKNOWN:
+		return response_error(resp, HTTP_GATEWAY_TIMEOUT,
+		    "outcome unknown: the database connection was lost after "
+		    "the write was sent; it may or may not have been applied, "
+		    "read the item before retrying");
 	case DB_OK:
 	case DB_ERROR:
 		break;
@@ -23,29 +34,154 @@ respond_db_failure(struct response *resp, enum db_status status)
 	    "internal error");
 }
 
+/*
+ * A page is encoded as its rows arrive. Up to PAGE_HOLD_MAX bytes it is held
+ * and sent whole, with its Content-Length and Link, in one statement: nearly
+ * every page. A larger one (up to 1000 items of 64 KiB, escaped: hundreds of
+ * MB) is streamed, so a worker's memory does not grow with the page: its
+ * head must go first, so the database is asked where the page ends (the Link)
+ * and the rest of the rows is fetched again, up to that end, and written in
+ * PAGE_CHUNK parts.
+ */
+#define PAGE_HOLD_MAX	((size_t)512 * 1024)
+#define PAGE_CHUNK	((size_t)64 * 1024)
+/* Past this, a buffer failure is a bug: a row is at most ~400 KiB of JSON. */
+#define PAGE_BUF_MAX	(PAGE_HOLD_MAX + (size_t)4 * 1024 * 1024)
+
+struct page_writer {
+	struct buf	 out;
+	struct response	*resp;
+	int		 limit;
+	int		 count;		/* items encoded so far */
+	int64_t		 last_id;	/* the last of them */
+	bool		 more;		/* another item follows the page */
+	bool		 held_all;	/* the whole page fitted in PAGE_HOLD_MAX */
+};
+
+static void
+page_add(struct page_writer *pw, const struct item *item)
+{
+	if (pw->count > 0)
+		buf_add(&pw->out, ",", 1);
+	json_add_item(&pw->out, item);
+	pw->count++;
+	pw->last_id = item->id;
+}
+
+/* First pass: limit + 1 rows are asked for; the extra one only tells "more". */
+static enum db_rows
+page_hold_row(void *ctx, const struct item *item)
+{
+	struct page_writer *pw = ctx;
+
+	if (pw->count == pw->limit) {
+		pw->more = true;
+		return DB_ROWS_STOP;
+	}
+	page_add(pw, item);
+	if (pw->out.len > PAGE_HOLD_MAX) {
+		pw->held_all = false;
+		return DB_ROWS_STOP;
+	}
+	return DB_ROWS_NEXT;
+}
+
+static int
+page_flush(struct page_writer *pw)
+{
+	int rc;
+
+	if (pw->out.failed)
+		return -1;
+	rc = response_write(pw->resp, pw->out.data, pw->out.len);
+	pw->out.len = 0;
+	return rc;
+}
+
+/* Second pass: each row goes out as soon as a chunk is full. */
+static enum db_rows
+page_stream_row(void *ctx, const struct item *item)
+{
+	struct page_writer *pw = ctx;
+
+	page_add(pw, item);
+	if (pw->out.len >= PAGE_CHUNK && page_flush(pw) == -1)
+		return DB_ROWS_STOP;
+	return DB_ROWS_NEXT;
+}
+
+static void
+page_set_link(struct response *resp, int64_t last, int limit)
+{
+	/* RFC 8288 web linking; only when another page really follows. */
+	snprintf(resp->link, sizeof(resp->link),
+	    "</items?after=%lld&limit=%d>; rel=\"next\"", (long long)last, limit);
+}
+
+/* The page did not fit: head now, held rows, then the rest as it comes. */
+static enum http_status
+page_stream(struct app *app, const struct request *req,
+    struct page_writer *pw, int64_t after)
+{
+	struct response *resp = pw->resp;
+	enum db_status status;
+	int64_t last;
+	bool more;
+
+	status = db_page_end(app->db, after, pw->limit, &last, &more);
+	if (status != DB_OK)
+		return respond_db_failure(resp, status);
+	if (more)
+		page_set_link(resp, last, pw->limit);
+	if (response_start(resp, HTTP_OK, "application/json") == -1 ||
+	    page_flush(pw) == -1)
+		goto cut;
+	if (req->method == HTTP_HEAD)
+		return resp->status;
+	/* last == 0: the page is not full; LIMIT alone ends it. */
+	status = db_list_items(app->db, pw->last_id, last != 0 ? last :
+	    ITEM_ID_MAX, pw->limit - pw->count, page_stream_row, pw);
+	if (status != DB_OK || pw->out.failed)
+		goto cut;
+	buf_add(&pw->out, "]", 1);
+	if (page_flush(pw) == -1)
+		goto cut;
+	return resp->status;
+cut:
+	log_warnx("GET /items: page cut after %d items", pw->count);
+	response_cut(resp);
+	return resp->status;
+}
+
 /* GET /items?after=&limit= : keyset pagination, ascending id. */
 enum http_status
 items_list(struct app *app, const struct request *req,
     const struct route_args *args, struct response *resp)
 {
-	char reason[128];
-	struct item_list list;
+	struct page_writer pw = { .resp = resp, .held_all = true };
 	enum db_status status;
+	char reason[128];
 	struct page page;
 
 	(void)args;
 	if (params_parse_page(req->query, &page, reason, sizeof(reason)) == -1)
 		return response_error(resp, HTTP_BAD_REQUEST, reason);
-	status = db_list_items(app->db, page.after, page.limit, &list);
+	pw.limit = page.limit;
+	buf_init(&pw.out, PAGE_BUF_MAX);
+	buf_add(&pw.out, "[", 1);
+	status = db_list_items(app->db, page.after, ITEM_ID_MAX,
+	    (int64_t)page.limit + 1, page_hold_row, &pw);
 	if (status != DB_OK)
-		return respond_db_failure(resp, status);
-	/* RFC 8288 web linking; only when another page really follows. */
-	if (list.more)
-		snprintf(resp->link, sizeof(resp->link),
-		    "</items?after=%ld&limit=%d>; rel=\"next\"",
-		    (long)list.items[list.count - 1].id, page.limit);
-	response_json(resp, HTTP_OK, json_encode_item_list(&list));
-	item_list_finish(&list);
+		respond_db_failure(resp, status);
+	else if (!pw.held_all && resp->stream != NULL)
+		page_stream(app, req, &pw, page.after);
+	else {
+		if (pw.more)
+			page_set_link(resp, pw.last_id, page.limit);
+		buf_add(&pw.out, "]", 1);
+		response_json(resp, HTTP_OK, buf_steal(&pw.out, NULL));
+	}
+	buf_finish(&pw.out);
 	return resp->status;
 }
 

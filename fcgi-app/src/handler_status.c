@@ -11,9 +11,19 @@ status_get(struct app *app, const struct request *req,
 
 	(void)req;
 	(void)args;
-	if (db_ping(app->db, &reason) == DB_OK)
+	switch (db_ping(app->db, &reason)) {
+	case DB_OK:
 		return response_json(resp, HTTP_OK,
 		    json_encode_status(true, "<<< OK >>>"));
+	case DB_ERROR:
+		/* Reachable but unusable (e.g. a table is missing): not an outage. */
+		return response_json(resp, HTTP_INTERNAL_SERVER_ERROR,
+		    json_encode_status(false, reason));
+	case DB_NOT_FOUND:
+	case DB_UNAVAILABLE:
+	case DB_UNKNOWN:
+		break;
+	}
 	return response_json(resp, HTTP_SERVICE_UNAVAILABLE,
 	    json_encode_status(false, reason));
 }

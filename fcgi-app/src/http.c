@@ -49,6 +49,7 @@ http_status_reason(enum http_status status)
 	case HTTP_UNSUPPORTED_MEDIA_TYPE:	return "Unsupported Media Type";
 	case HTTP_INTERNAL_SERVER_ERROR:	return "Internal Server Error";
 	case HTTP_SERVICE_UNAVAILABLE:		return "Service Unavailable";
+	case HTTP_GATEWAY_TIMEOUT:		return "Gateway Timeout";
 	}
 	return "Unknown";
 }
@@ -73,6 +74,43 @@ response_init(struct response *resp)
 {
 	memset(resp, 0, sizeof(*resp));
 	resp->status = HTTP_INTERNAL_SERVER_ERROR;
+}
+
+int
+response_start(struct response *resp, enum http_status status,
+    const char *content_type)
+{
+	if (resp->stream == NULL || resp->started)
+		return -1;
+	free(resp->body);
+	resp->body = NULL;
+	resp->body_len = 0;
+	resp->status = status;
+	resp->content_type = content_type;
+	resp->started = true;
+	if (resp->stream->start(resp->stream->ctx, resp) == -1) {
+		resp->cut = true;
+		return -1;
+	}
+	return 0;
+}
+
+int
+response_write(struct response *resp, const char *data, size_t len)
+{
+	if (!resp->started || resp->cut)
+		return -1;
+	if (resp->stream->write(resp->stream->ctx, data, len) == -1) {
+		resp->cut = true;
+		return -1;
+	}
+	return 0;
+}
+
+void
+response_cut(struct response *resp)
+{
+	resp->cut = true;
 }
 
 void

@@ -22,6 +22,7 @@ enum http_status {
 	HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
 	HTTP_INTERNAL_SERVER_ERROR = 500,
 	HTTP_SERVICE_UNAVAILABLE = 503,
+	HTTP_GATEWAY_TIMEOUT = 504,
 };
 
 enum http_method {
@@ -52,6 +53,20 @@ struct request {
 	bool		 internal;	/* came through the internal (metrics) listener */
 };
 
+struct response;
+
+/*
+ * How a handler sends a body too large to hold: the transport provides it
+ * (fcgi.c); without one (unit tests), a response can only be held whole.
+ */
+struct response_stream {
+	/* Writes the status and headers, with no Content-Length. 0, or -1. */
+	int	(*start)(void *ctx, const struct response *resp);
+	/* Writes a part of the body. 0, or -1 when the peer is gone. */
+	int	(*write)(void *ctx, const char *data, size_t len);
+	void	*ctx;
+};
+
 struct response {
 	enum http_status status;
 	const char	*content_type;	/* static string */
@@ -61,6 +76,9 @@ struct response {
 	bool		 www_authenticate;
 	char		 location[48];
 	char		 link[96];
+	const struct response_stream *stream;	/* borrowed; NULL: hold only */
+	bool		 started;	/* the head was sent: only body can follow */
+	bool		 cut;		/* the body could not be finished */
 };
 
 enum http_method http_method_parse(const char *name);
@@ -80,6 +98,19 @@ void	response_finish(struct response *resp);
 /* Takes ownership of body (malloc'd JSON text, may be NULL after an allocation failure). */
 enum http_status response_json(struct response *resp, enum http_status status,
 	    char *body);
+/*
+ * Streaming, for a body too large to hold: response_start() sends the status
+ * and headers set so far (no Content-Length), response_write() each part.
+ * Both return 0, or -1 when there is no stream or the peer is gone. Once
+ * started, a body that cannot be finished is response_cut(): the transport
+ * then ends the response so that the client sees it incomplete, never as a
+ * whole answer.
+ */
+int	response_start(struct response *resp, enum http_status status,
+	    const char *content_type);
+int	response_write(struct response *resp, const char *data, size_t len);
+void	response_cut(struct response *resp);
+
 /* Sets status and a {"error": reason} body; returns status for `return response_error(...)`. */
 enum http_status response_error(struct response *resp, enum http_status status,
 	    const char *reason);

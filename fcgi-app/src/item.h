@@ -24,16 +24,8 @@ struct item_input {
 	char	*description;		/* owned; NULL is JSON null */
 };
 
-struct item_list {
-	struct item	*items;		/* owned, count entries */
-	size_t		 count;
-	size_t		 cap;
-	int		 more;		/* another page follows */
-};
-
 /* Frees the strings an item owns; accepts NULL. */
 void	item_finish(struct item *item);
 void	item_input_finish(struct item_input *input);
-void	item_list_finish(struct item_list *list);
 
 #endif

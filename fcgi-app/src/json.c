@@ -107,7 +107,7 @@ json_add_int(struct buf *b, int64_t value)
 	buf_add(b, p, (size_t)(digits + sizeof(digits) - p));
 }
 
-static void
+void
 json_add_item(struct buf *b, const struct item *item)
 {
 	buf_adds(b, "{\"id\":");
@@ -164,23 +164,6 @@ json_encode_item(const struct item *item)
 
 	buf_init(&b, JSON_OUT_MAX);
 	json_add_item(&b, item);
-	return json_finish(&b);
-}
-
-char *
-json_encode_item_list(const struct item_list *list)
-{
-	struct buf b;
-	size_t i;
-
-	buf_init(&b, JSON_OUT_MAX);
-	buf_add(&b, "[", 1);
-	for (i = 0; i < list->count; i++) {
-		if (i > 0)
-			buf_add(&b, ",", 1);
-		json_add_item(&b, &list->items[i]);
-	}
-	buf_add(&b, "]", 1);
 	return json_finish(&b);
 }
 

@@ -11,9 +11,12 @@
 
 #include "item.h"
 
+#include "buf.h"
+
 char	*json_encode_error(const char *reason);
 char	*json_encode_item(const struct item *item);
-char	*json_encode_item_list(const struct item_list *list);
+/* Appends an item's JSON object to b (a failure is sticky in b, see buf.h). */
+void	 json_add_item(struct buf *b, const struct item *item);
 /* The /status body: status and database_connection "OK" or "KO", and a message. */
 char	*json_encode_status(bool ok, const char *message);
 

@@ -123,6 +123,7 @@ serve(struct app *app, struct fcgi *f, unsigned long *served)
 		}
 		idle = 0;
 		response_init(&resp);
+		resp.stream = fcgi_stream(f);
 		router_dispatch(app, &req, &resp);
 		fcgi_respond(f, &req, &resp);
 		response_finish(&resp);
