@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -22,8 +23,14 @@ PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
 PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
 EDGE_SUBNET = os.environ.get("E2E_EDGE_SUBNET", "172.31.254.0/24")
 API_EDGE_IP = os.environ.get("E2E_API_EDGE_IP", "172.31.254.10")
+FRONT_EDGE_IP = os.environ.get("E2E_FRONT_EDGE_IP", "172.31.254.20")
 DATA_SUBNET = os.environ.get("E2E_DATA_SUBNET", "172.31.252.0/24")
 DEPLOY_TIMEOUT = 900  # seconds, the build included
+# The big-page check: BIG_ITEMS items of 64 KiB of control characters (each ~390 KB of JSON), read by
+# BIG_CLIENTS concurrent GET /items?limit=1000 through the front.
+BIG_ITEMS = int(os.environ.get("E2E_BIG_ITEMS", "400"))
+BIG_CLIENTS = int(os.environ.get("E2E_BIG_CLIENTS", "4"))
+BIG_PREFIX = "e2e big page "
 SERVICES = ("db", "api", "front")
 
 PASSED = 0
@@ -70,6 +77,7 @@ def env():
         SECRETS_DIR=SECRETS_DIR,
         EDGE_SUBNET=EDGE_SUBNET,
         API_EDGE_IP=API_EDGE_IP,
+        FRONT_EDGE_IP=FRONT_EDGE_IP,
         DATA_SUBNET=DATA_SUBNET,
     )
     return e
@@ -378,6 +386,304 @@ def check_network():
     check("network: api and db publish no host port; front only its HTTP port", ports)
 
 
+# --- trust at the FastCGI socket ---------------------------------------------------------------------
+
+
+def tcp_listeners(pid):
+    """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
+    process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""
+    found = []
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            # the kernel prints the address as 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
+    return found
+
+
+def edge_network():
+    return f"{PROJECT}_edge"
+
+
+def fcgi_probe(network, target, path="/status"):
+    """Sends a FastCGI GET path to target:9000 with cgi-fcgi from a throwaway container of the api
+    image (it has cgi-fcgi and dash), no capabilities, attached to `network` ("container:ID" shares
+    that container's network namespace). Returns (stdout, stderr, exit code, seconds)."""
+    image = inspect(cid("api"))["Config"]["Image"]
+    name = f"{PROJECT}-fcgi-probe"
+    script = (f"REQUEST_METHOD=GET DOCUMENT_URI={path} REQUEST_URI={path} QUERY_STRING= "
+              f"REQUEST_ID=e2e-probe exec cgi-fcgi -bind -connect {target}:9000")
+    docker("rm", "-f", name, check_rc=False)
+    t0 = time.monotonic()
+    try:
+        proc = docker(
+            "run", "--rm", "--name", name, "--network", network, "--no-healthcheck", "--read-only",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", "10002:10000",
+            "--entrypoint", "/bin/sh", image, "-c", script,
+            timeout=60, check_rc=False,
+        )
+    finally:
+        docker("rm", "-f", name, check_rc=False)  # only if the run timed out: --rm removes it otherwise
+    return proc.stdout, proc.stderr, proc.returncode, time.monotonic() - t0
+
+
+def check_fcgi_trust():
+    api, front = cid("api"), cid("front")
+
+    def addresses():
+        nets = inspect(api)["NetworkSettings"]["Networks"]
+        got = nets[edge_network()]["IPAddress"]
+        assert got == API_EDGE_IP, f"api's edge address {got}, want {API_EDGE_IP}"
+        got = inspect(front)["NetworkSettings"]["Networks"][edge_network()]["IPAddress"]
+        assert got == FRONT_EDGE_IP, f"front's edge address {got}, want {FRONT_EDGE_IP}"
+        env = dict(v.split("=", 1) for v in inspect(api)["Config"]["Env"] or [])
+        assert env.get("FCGI_LISTEN") == f"{API_EDGE_IP}:9000", env.get("FCGI_LISTEN")
+        assert env.get("FCGI_WEB_SERVER_ADDRS") == f"{FRONT_EDGE_IP},{API_EDGE_IP}", env.get("FCGI_WEB_SERVER_ADDRS")
+
+    def edge_only():
+        info = inspect(api)
+        data_ip = info["NetworkSettings"]["Networks"][f"{PROJECT}_data"]["IPAddress"]
+        socks = tcp_listeners(info["State"]["Pid"])
+        log(f"api listening sockets: {sorted(socks)} (data address {data_ip})")
+        on_9000 = [s for s in socks if s[1] == 9000]
+        assert on_9000 == [(API_EDGE_IP, 9000)], f"port 9000 bound to {on_9000}, want only {API_EDGE_IP}"
+        wildcard = [s for s in socks if s[0] in ("0.0.0.0", "::")]
+        assert not wildcard, f"listening on every address: {wildcard}"
+        on_data = [s for s in socks if s[0] in (data_ip, f"::ffff:{data_ip}")]
+        assert not on_data, f"listening on the data network: {on_data}"
+        # and from the data network's side: the db's namespace reaches nothing on the api's data address
+        assert not netns_probe(cid("db"), data_ip, 9000), f"{data_ip}:9000 answers from the db container"
+
+    def foreign_peer_refused():
+        out, err, rc, took = fcgi_probe(edge_network(), API_EDGE_IP)
+        log(f"FastCGI GET /status from another container on {edge_network()} to {API_EDGE_IP}:9000: exit {rc} "
+            f"after {took:.1f} s, {len(out)} bytes out, stderr {err.strip()[-120:]!r}")
+        assert "Status:" not in out and not out.strip(), f"a FastCGI answer came back: {out[:200]!r}"
+        assert took < 10, f"took {took:.1f} s: the connection was not closed at once"
+        # The port is reachable from there (TCP connects): it is the pool that closes the connection,
+        # without a byte, not the network that blocks it. A throwaway db-image container (it has bash).
+        image = inspect(cid("db"))["Config"]["Image"]
+        script = (f"exec 3<>/dev/tcp/{API_EDGE_IP}/9000 || exit 2; "
+                  "IFS= read -r -t 5 -n 1 c <&3; rc=$?; [ $rc -eq 1 ] && exit 0; echo \"read: $rc\"; exit 3")
+        proc = docker("run", "--rm", "--network", edge_network(), "--cap-drop", "ALL", "--user", "10003",
+                      "--entrypoint", "timeout", image, "8", "bash", "-c", script, timeout=30, check_rc=False)
+        assert proc.returncode == 0, (f"TCP probe exit {proc.returncode} (2: no connection, 3: not closed at once) "
+                                      f"{(proc.stdout + proc.stderr).strip()[-200:]!r}")
+        r = request("GET", "/status")
+        assert r.status == 200, f"the same request through the front: HTTP {r.status}"
+
+    def own_address_admitted():
+        # control: the same probe in the api's own namespace connects from API_EDGE_IP, which is in
+        # the list (that is the healthcheck's path), so the probe itself is able to get an answer
+        out, err, rc, _ = fcgi_probe(f"container:{api}", API_EDGE_IP)
+        assert out.startswith("Status: 200"), f"exit {rc}, out {out[:200]!r}, err {err[-300:]!r}"
+
+    check(f"fastcgi trust: api on {API_EDGE_IP}, front on {FRONT_EDGE_IP}, the pool admits exactly those two", addresses)
+    check(f"fastcgi trust: the pool listens on {API_EDGE_IP}:9000 only (not 0.0.0.0, nothing on the data network)", edge_only)
+    check("fastcgi trust: the probe gets 200 from the api's own address (control)", own_address_admitted)
+    check("fastcgi trust: another container on the edge network connects but gets no FastCGI answer; through the front 200",
+          foreign_peer_refused)
+
+
+# --- big pages through the deployment ----------------------------------------------------------------
+
+
+def mariadb(sql, timeout=120):
+    """Runs SQL in the application database as the db container's local admin (unix_socket)."""
+    out = docker("exec", cid("db"), "mariadb", "--batch", "--skip-column-names", "items", "-e", sql,
+                 timeout=timeout).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def cgroup_memory(container):
+    """(current, peak or None, limit) in bytes from the container's memory cgroup (v2 or v1)."""
+    pid = inspect(container)["State"]["Pid"]
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+        entries = [line.rstrip("\n").split(":", 2) for line in f]
+    for hier, controllers, path in entries:
+        if hier == "0" and controllers == "":
+            base = "/sys/fs/cgroup" + path
+            names = ("memory.current", "memory.peak", "memory.max")
+            break
+        if "memory" in controllers.split(","):
+            base = "/sys/fs/cgroup/memory" + path
+            names = ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.limit_in_bytes")
+            break
+    else:
+        raise AssertionError(f"no memory cgroup for pid {pid}")
+
+    def read(name):
+        try:
+            with open(os.path.join(base, name), encoding="ascii") as f:
+                text = f.read().strip()
+        except (FileNotFoundError, PermissionError):
+            return None
+        return None if text == "max" else int(text)
+
+    return read(names[0]), read(names[1]), read(names[2])
+
+
+class MemorySampler:
+    """Highest memory.current of each container, sampled every 50 ms while the block runs (bounded
+    by the block; a failing read just stops the sampling of that container)."""
+
+    def __init__(self, containers):
+        self.containers = containers
+        self.peak = {c: 0 for c in containers}
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        paths = {}
+        for c in self.containers:
+            try:
+                cur, _, _ = cgroup_memory(c)
+                self.peak[c] = cur or 0
+                paths[c] = c
+            except Exception:  # noqa: BLE001 - no sampling for this container
+                pass
+        while not self.stop_event.wait(0.05):
+            for c in list(paths):
+                try:
+                    cur, _, _ = cgroup_memory(c)
+                except Exception:  # noqa: BLE001
+                    del paths[c]
+                    continue
+                self.peak[c] = max(self.peak[c], cur or 0)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(5)
+        return False
+
+
+def mib(n):
+    return f"{n / 1024 / 1024:.1f} MiB" if n is not None else "?"
+
+
+def check_big_pages():
+    api, front, db = cid("api"), cid("front"), cid("db")
+    state = {}
+
+    def insert():
+        t0 = time.monotonic()
+        mariadb(f"DELETE FROM items WHERE name LIKE '{BIG_PREFIX}%'")
+        # A recursive CTE numbers the rows (no dependency on the SEQUENCE engine). CHAR(1) is escaped
+        # as \\u0001 in JSON: 6 bytes out for each byte stored, ~390 KB per item.
+        mariadb(
+            "SET SESSION max_recursive_iterations = 100000; "
+            "INSERT INTO items (name, description) "
+            f"WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {BIG_ITEMS}) "
+            f"SELECT CONCAT('{BIG_PREFIX}', i), REPEAT(CHAR(1 USING utf8mb4), 65535) FROM n",
+            timeout=300)
+        rows = mariadb(f"SELECT COUNT(*), MIN(LENGTH(description)) FROM items WHERE name LIKE '{BIG_PREFIX}%'")
+        assert rows and int(rows[0][0]) == BIG_ITEMS and int(rows[0][1]) == 65535, rows
+        state["ids"] = [int(r[0]) for r in mariadb("SELECT id FROM items ORDER BY id LIMIT 1000")]
+        state["big"] = {int(r[0]) for r in mariadb(f"SELECT id FROM items WHERE name LIKE '{BIG_PREFIX}%'")}
+        log(f"inserted {BIG_ITEMS} items of 65535 control characters with SQL in {time.monotonic() - t0:.1f} s; "
+            f"the first page of 1000 holds {len(state['ids'])} items, {len(state['big'] & set(state['ids']))} of them big")
+
+    def concurrent():
+        since = str(int(time.time()) - 1)
+        results = [None] * BIG_CLIENTS
+
+        def fetch(k):
+            t0 = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                try:
+                    conn.request("GET", "/items?limit=1000")
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    results[k] = (resp.status, {h.lower(): v for h, v in resp.getheaders()}, body,
+                                  time.monotonic() - t0, None)
+                finally:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                results[k] = (None, {}, b"", time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=fetch, args=(k,), daemon=True) for k in range(BIG_CLIENTS)]
+        with MemorySampler([api, front, db]) as mem:
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(180)
+            took = time.monotonic() - t0
+        state["mem"] = mem.peak
+        assert all(r is not None for r in results), "a request did not finish within 180 s"
+        sizes = [len(r[2]) for r in results]
+        log(f"{BIG_CLIENTS} concurrent GET /items?limit=1000 in {took:.1f} s: bodies {sizes} bytes "
+            f"({sum(sizes) / 1024 / 1024:.0f} MiB in all, {sum(sizes) / 1024 / 1024 / took:.0f} MiB/s), "
+            f"each {', '.join(f'{r[3]:.1f} s' for r in results)}; "
+            f"Transfer-Encoding {[r[1].get('transfer-encoding') for r in results]}")
+        for k, (status, headers, body, _, error) in enumerate(results):
+            assert error is None, f"request {k}: {error}"
+            assert status == 200, f"request {k}: HTTP {status} {body[:200]!r}"
+            if headers.get("content-length") is not None:
+                assert int(headers["content-length"]) == len(body), f"request {k}: Content-Length {headers['content-length']}, body {len(body)}"
+            try:
+                items = json.loads(body)
+            except ValueError as exc:
+                raise AssertionError(f"request {k}: the body ({len(body)} bytes) is not complete JSON: {exc}; "
+                                     f"it ends {body[-80:]!r}") from None
+            got = [i["id"] for i in items]
+            assert got == state["ids"], f"request {k}: {len(got)} items, ids differ from the database's {len(state['ids'])}"
+            for i in items:
+                if i["id"] in state["big"]:
+                    d = i["description"]
+                    assert len(d) == 65535 and d.count("\x01") == 65535, f"request {k}: item {i['id']} description damaged"
+            del items
+        results.clear()
+        logs = docker("logs", "--since", since, front)
+        bad = [ln for ln in (logs.stdout + logs.stderr).splitlines()
+               if any(s in ln for s in ("pwritev", "prematurely closed", "temporary file", "[warn]", "[error]",
+                                         "[crit]", "[alert]", "[emerg]"))]
+        assert not bad, f"the front's error log: {bad[:5]}"
+        logs = docker("logs", "--since", since, api)
+        cut = [ln for ln in (logs.stdout + logs.stderr).splitlines() if "page cut" in ln]
+        assert not cut, f"the api cut pages: {cut[:5]}"
+
+    def memory():
+        assert "mem" in state, "no sample: the concurrent reads did not run"
+        cur, peak, limit = cgroup_memory(api)
+        sampled = state["mem"][api]
+        log(f"memory during the big pages (highest memory.current sampled every 50 ms): api {mib(sampled)}, "
+            f"front {mib(state['mem'][front])}, db {mib(state['mem'][db])}; api cgroup peak since its start "
+            f"{mib(peak)}, limit {mib(limit)}")
+        assert limit, "the api has no memory limit"
+        top = max(sampled, peak or 0)
+        assert top < limit / 4, f"the api reached {mib(top)} of its {mib(limit)} limit"
+
+    def cleanup():
+        mariadb(f"DELETE FROM items WHERE name LIKE '{BIG_PREFIX}%'")
+        left = mariadb(f"SELECT COUNT(*) FROM items WHERE name LIKE '{BIG_PREFIX}%'")
+        assert left == [["0"]], left
+        assert request("GET", "/status").status == 200, "/status not 200 after the big pages"
+
+    try:
+        if check(f"big pages: {BIG_ITEMS} items of 64 KiB of control characters inserted with SQL", insert):
+            check(f"big pages: {BIG_CLIENTS} concurrent GET /items?limit=1000 through port {PORT}: all 200, "
+                  "every body complete JSON with the database's ids, no spooling/cut in the logs", concurrent)
+            check("big pages: the api's memory stays far below its limit (under a quarter)", memory)
+    finally:
+        check("big pages: the big items are deleted again", cleanup)
+
+
 def check_secrets():
     values = [v for v in SECRETS.values() if v]
     containers = [cid(s) for s in SERVICES]
@@ -597,7 +903,9 @@ def main():
         check_hardening()
         check_db_contract()
         check_network()
+        check_fcgi_trust()
         check_secrets()
+        check_big_pages()
         check_worker_replaced()
         check_db_restart()
         check_backup_restore()

@@ -20,7 +20,10 @@ the project's containers, networks and volume (scripts/deploy.sh --down --purge)
 As root on Debian, a missing Docker engine is installed and started (scripts/lib/docker.sh);
 otherwise the test is skipped (exit 77) when no engine answers.
 Environment: E2E_HTTP_PORT (80), E2E_PROJECT (items-e2e), E2E_EDGE_SUBNET (172.31.254.0/24),
-E2E_API_EDGE_IP (172.31.254.10), E2E_DATA_SUBNET (172.31.252.0/24), COMPOSE_IMPL (docker-compose | docker-compose-plugin).
+E2E_API_EDGE_IP (172.31.254.10) and E2E_FRONT_EDGE_IP (172.31.254.20), both inside E2E_EDGE_SUBNET,
+E2E_DATA_SUBNET (172.31.252.0/24), E2E_BIG_ITEMS (400: items of 64 KiB of control characters, ~390 KB
+of JSON each, for the big-page check) and E2E_BIG_CLIENTS (4 concurrent GET /items?limit=1000),
+COMPOSE_IMPL (docker-compose | docker-compose-plugin).
 USAGE
 }
 

@@ -155,6 +155,27 @@ def wait_for(predicate, timeout, interval=0.5):
         time.sleep(interval)
 
 
+def tcp_listeners(pid):
+    """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
+    process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""
+    found = []
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
+    return found
+
+
 def swarm_state():
     out = docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}", check_rc=False)
     if out.returncode != 0:
@@ -325,9 +346,18 @@ def compose_cmd():
     return ["docker-compose"], False
 
 
-def compose_config():
+# What compose.swarm.yaml may change in compose.yaml's environment, and nothing else: Swarm chooses the
+# replicas' and the front's addresses, so the pool listens on every address and admits any peer there
+# (compose.yaml: its fixed edge address, and only the front's and its own).
+SWARM_ENV_OVERRIDES = {"api": {"FCGI_LISTEN": "0.0.0.0:9000", "FCGI_WEB_SERVER_ADDRS": ""}}
+
+
+def compose_config(*extra_files):
     cmd, v2 = compose_cmd()
-    args = [*cmd, "--project-directory", REPO, "-f", os.path.join(REPO, "compose.yaml"), "config"]
+    args = [*cmd, "--project-directory", REPO, "-f", os.path.join(REPO, "compose.yaml")]
+    for name in extra_files:
+        args += ["-f", os.path.join(REPO, name)]
+    args.append("config")
     if v2:
         args += ["--format", "json"]
     text = run(args).stdout
@@ -439,12 +469,18 @@ def check_definition(deploy_stderr):
 
     def shared_with_compose():
         cfg = compose_config()["services"]
+        merged = compose_config("compose.swarm.yaml")["services"]
         for svc in SERVICES:
             c = cfg[svc]
             cs = specs[svc]["Spec"]["TaskTemplate"]["ContainerSpec"]
             lim = specs[svc]["Spec"]["TaskTemplate"]["Resources"]["Limits"]
             assert cs["Image"].split("@")[0] == c["image"], f"{svc}: image {cs['Image']} != {c['image']}"
-            want_env = {f"{k}={v}" for k, v in (c.get("environment") or {}).items()}
+            base_env = {k: "" if v is None else str(v) for k, v in (c.get("environment") or {}).items()}
+            swarm_env = {k: "" if v is None else str(v) for k, v in (merged[svc].get("environment") or {}).items()}
+            changed = {k: swarm_env.get(k) for k in set(base_env) | set(swarm_env) if base_env.get(k) != swarm_env.get(k)}
+            assert changed == SWARM_ENV_OVERRIDES.get(svc, {}), \
+                f"{svc}: compose.swarm.yaml changes the environment {changed}, want {SWARM_ENV_OVERRIDES.get(svc, {})}"
+            want_env = {f"{k}={v}" for k, v in swarm_env.items()}
             assert set(cs.get("Env") or []) == want_env, f"{svc}: env {cs.get('Env')} != {sorted(want_env)}"
             assert cs.get("User") == c["user"], f"{svc}: user"
             assert cs.get("ReadOnly") is bool(c.get("read_only")), f"{svc}: read_only"
@@ -474,6 +510,15 @@ def check_definition(deploy_stderr):
                     assert int(st["CapEff"], 16) == 0, f"{svc}: pid {pid} CapEff {st['CapEff']}"
                 assert inspect(c)["HostConfig"]["ReadonlyRootfs"] is True, f"{svc}: root filesystem writable"
 
+    def pool_listens_everywhere():
+        for c in containers("api"):
+            info = inspect(c)
+            env = dict(v.split("=", 1) for v in info["Config"]["Env"] or [])
+            assert env.get("FCGI_LISTEN") == "0.0.0.0:9000", f"{c[:12]}: FCGI_LISTEN {env.get('FCGI_LISTEN')}"
+            assert env.get("FCGI_WEB_SERVER_ADDRS", "") == "", f"{c[:12]}: FCGI_WEB_SERVER_ADDRS {env['FCGI_WEB_SERVER_ADDRS']}"
+            on_9000 = [s for s in tcp_listeners(info["State"]["Pid"]) if s[1] == 9000]
+            assert on_9000 == [("0.0.0.0", 9000)], f"{c[:12]}: port 9000 bound to {on_9000}"
+
     check("stack: docker stack deploy ignored no option of the stack file", nothing_ignored)
     check(f"api: {REPLICAS} replicas, endpoint_mode dnsrr, start-first update, rollback on failure, FastCGI healthcheck", api_service)
     check(f"front: published in host mode on {PORT}, update gated with rollback (stop-first: host port), dnsrr nginx config", front_service)
@@ -484,6 +529,8 @@ def check_definition(deploy_stderr):
     check("limits and restart: memory, CPU and pids limits and restart_policy any on every service", limits_and_restart)
     check("shared with compose.yaml: image, environment, user, read-only, cap_drop, healthcheck, stop, memory/pids, tmpfs", shared_with_compose)
     check("runtime: every process non-root with no capability, root filesystems read-only", runtime_hardening)
+    check("api: compose.swarm.yaml's overrides reached every replica: the pool on 0.0.0.0:9000, any peer admitted",
+          pool_listens_everywhere)
 
 
 def check_api():
