@@ -10,7 +10,8 @@
  * - the outcome is the model's (docs/architecture.md "Configuration"):
  *   MYSQL_DATABASE, MYSQL_USER and a password required; X and X_FILE never
  *   both; integers are plain decimal digits in range; FCGI_LISTEN is
- *   host:port, [v6]:port or unix:/absolute; LOG_LEVEL info or debug;
+ *   host:port, [v6]:port or unix:/absolute; FCGI_WEB_SERVER_ADDRS a
+ *   comma-separated list of dotted quads; LOG_LEVEL info or debug;
  * - a failure leaves nothing allocated and one terminated message;
  * - a success gives back the values set (secrets from files less their
  *   trailing line ends);
@@ -217,6 +218,43 @@ model_secret(const char *name, const char **secret)
 	return true;
 }
 
+/* Four decimal parts of 0..255, no leading zero: what inet_pton() takes. */
+static bool
+model_ipv4(const char *s, size_t len)
+{
+	size_t i = 0, digits;
+	int parts = 0, value;
+
+	for (;;) {
+		for (digits = 0, value = 0; i < len && s[i] >= '0' &&
+		    s[i] <= '9' && digits <= 3; i++, digits++)
+			value = value * 10 + (s[i] - '0');
+		if (digits == 0 || digits > 3 || value > 255 ||
+		    (digits > 1 && s[i - digits] == '0'))
+			return false;
+		if (++parts == 4)
+			return i == len;
+		if (i == len || s[i] != '.')
+			return false;
+		i++;
+	}
+}
+
+static bool
+model_peers(void)
+{
+	const char *list = get("FCGI_WEB_SERVER_ADDRS"), *comma;
+
+	while (list != NULL) {
+		comma = strchr(list, ',');
+		if (!model_ipv4(list, comma != NULL ? (size_t)(comma - list) :
+		    strlen(list)))
+			return false;
+		list = comma != NULL ? comma + 1 : NULL;
+	}
+	return true;
+}
+
 static bool
 model_ok(const char **password, const char **token)
 {
@@ -238,7 +276,7 @@ model_ok(const char **password, const char **token)
 				return false;
 		}
 	}
-	if (*password == NULL)
+	if (*password == NULL || !model_peers())
 		return false;
 	level = get("LOG_LEVEL");
 	return level == NULL || strcmp(level, "info") == 0 ||
