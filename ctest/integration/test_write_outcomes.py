@@ -341,6 +341,16 @@ class WriteOutcomesTest(harness.StackTestCase):
         self.stack.create("after the kills")
 
 
+def all_threads_stopped(pid):
+    """Every thread of pid is in the stopped state (T)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    return bool(tids) and all(
+        harness.proc_state(int(tid)) == "T" for tid in tids)
+
+
 class LostAnswerTest(harness.StackTestCase):
     """One worker, so that the frozen database meets the connection it
     already holds."""
@@ -365,6 +375,10 @@ class LostAnswerTest(harness.StackTestCase):
             self.assertIn(f.read().strip(), ("mariadbd", "mysqld"))
         os.kill(mariadb, signal.SIGSTOP)
         try:
+            # kill() returns before every thread has stopped: on a busy
+            # machine a thread could still serve the POST.
+            self.assertTrue(wait_until(lambda: all_threads_stopped(mariadb),
+                                       5.0, 0.01), "mariadbd did not stop")
             r1 = s.request("POST", "/items", {"name": first}, s.auth(),
                            timeout=CONTRACT_SECONDS + 5)
             r2 = s.request("POST", "/items", {"name": second}, s.auth(),
