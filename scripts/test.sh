@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The one test command: builds the worker and runs every suite against real
 # components (MariaDB, spawn-fcgi + multiwatch, nginx, Chromium, Docker),
-# then prints one line "N passed, M failed". Exits non-zero on any failure.
+# then prints one line "N passed, M failed". Exits non-zero on any failure (under
+# CI, a suite that could not run is one).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(unit clang static integration sanitizers fuzz hostile soak leak bench browser compose swarm)
+ALL_SUITES=(selftest unit clang static integration sanitizers fuzz hostile soak leak bench browser compose swarm)
 
 usage() {
   cat <<EOF
 usage: scripts/test.sh [--help] [SUITE ...]
 
 Runs the test suites (default: all, in this order):
+  selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
   clang        the same build and unit tests with clang
   static       cppcheck, clang-tidy (.clang-tidy) and shellcheck: zero findings
@@ -31,16 +33,25 @@ Runs the test suites (default: all, in this order):
   bench        scripts/bench.sh --smoke: every benchmark step runs and every body
                is right (it asserts no speed: figures come from a full run)
   browser      the page in headless Chromium (playwright-core)
-  compose      the Docker compose deployment, end to end (needs a Docker engine;
-               as root it installs and starts one)
+  compose      the Docker compose deployment, end to end (needs a Docker engine:
+               as root on Debian it installs and starts one; skipped, a
+               failure under CI, when there is none)
   swarm        the Docker Swarm stack, end to end: 3 api replicas, rolling update,
-               killed replica, token rotation, scaling, all under load (skipped
-               when the engine cannot run a swarm; ctest/swarm/test_swarm.sh)
+               killed replica, token rotation, scaling, all under load (skipped,
+               a failure under CI, when the engine cannot run a swarm;
+               ctest/swarm/test_swarm.sh)
 
 As root on Debian it installs the packages it needs. Build directories go
 under TEST_BUILD_ROOT [REPO/build-test]; KEEP_TMP=1 keeps the stacks' files.
-The last line is "N passed, M failed" (with ", K skipped" when a suite
-could not run here).
+
+A suite's counts come from its runner's closing line, a line that is exactly
+"N passed, M failed[, K skipped]"; the suite fails whatever that line says
+when the runner exits non-zero, prints no such line, or ran no test. A runner
+that exits 77 after a line "SKIP: reason" could not run here: the suite is
+skipped, and under CI (CI set, as CI services set it, to anything but 0 or
+false) that is a failure. The summary gives each suite's counts, and the
+reason for each skip or unexpected failure; the last line is
+"N passed, M failed" (with ", K skipped" when something was skipped).
 EOF
 }
 
@@ -49,12 +60,29 @@ SUMMARY=()
 BUILD_ROOT=${TEST_BUILD_ROOT:-$REPO/build-test}
 LOG_DIR=$BUILD_ROOT/logs
 
-# Adds a suite's counts to the totals.
-# usage: record SUITE PASSED FAILED [SKIPPED]
+# Under CI a suite that could not run fails: a skip there would pass a run that
+# tested nothing of it. CI services set CI=true.
+under_ci() { [[ -n ${CI:-} && $CI != 0 && $CI != false ]]; }
+
+# Adds a suite's counts to the totals; NOTE (why it failed or was skipped,
+# when its counts do not say) is shown now and in the summary.
+# usage: record SUITE PASSED FAILED [SKIPPED [NOTE]]
 record() {
-  local suite=$1 p=$2 f=$3 s=${4:-0}
+  local suite=$1 p=$2 f=$3 s=${4:-0} note=${5:-}
   PASSED=$((PASSED + p)) FAILED=$((FAILED + f)) SKIPPED=$((SKIPPED + s))
-  SUMMARY+=("$(printf '%-12s %4d passed, %d failed, %d skipped' "$suite" "$p" "$f" "$s")")
+  SUMMARY+=("$(printf '%-12s %4d passed, %d failed, %d skipped%s' "$suite" "$p" "$f" "$s" "${note:+ -- $note}")")
+  if [[ -n $note ]]; then log "$suite: $note"; fi
+  return 0
+}
+
+# A suite that could not run here: skipped with its reason, or failed under CI.
+# usage: skip_suite SUITE REASON
+skip_suite() {
+  if under_ci; then
+    record "$1" 0 1 0 "skipped, which fails under CI=$CI: $2"
+  else
+    record "$1" 0 0 1 "skipped: $2"
+  fi
 }
 
 # Runs a command with its output shown and kept in LOG_DIR/NAME.log.
@@ -67,16 +95,19 @@ run_logged() {
   return "$rc"
 }
 
-# Counts from a runner's closing line "N passed, M failed[, K skipped]".
+# A runner's closing line: a whole line "N passed, M failed[, K skipped]".
+# Anchored at both ends, so run.py's per-file lines ("==== test_x.py: N
+# passed, ...") never count: a runner that dies after them has no closing line.
+CLOSING_LINE='^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$'
+
+# Counts from the last closing line of a log; 1 when it has none.
+# usage: counts_from_log LOG (sets COUNT_PASSED, COUNT_FAILED, COUNT_SKIPPED)
 counts_from_log() {
   local line
-  line=$(grep -E '(^|: )[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1 || true)
-  [[ -n $line ]] || return 1
-  line=${line#*: }
-  COUNT_PASSED=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")
-  COUNT_FAILED=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")
-  COUNT_SKIPPED=$(sed -nE 's/.*, ([0-9]+) skipped.*/\1/p' <<<"$line")
-  COUNT_SKIPPED=${COUNT_SKIPPED:-0}
+  line=$(grep -E "$CLOSING_LINE" "$1" | tail -n 1) || return 1
+  [[ $line =~ $CLOSING_LINE ]] || return 1
+  COUNT_PASSED=$((10#${BASH_REMATCH[1]})) COUNT_FAILED=$((10#${BASH_REMATCH[2]}))
+  COUNT_SKIPPED=$((10#${BASH_REMATCH[4]:-0}))
 }
 
 # meson test's summary: "Ok: N", "Fail: N", ...
@@ -86,6 +117,70 @@ meson_counts() {
   fail=$(awk '/^(Fail|Timeout|Unexpected Pass): +[0-9]+/ { n += $NF } END { print n + 0 }' "$log")
   skip=$(sed -nE 's/^Skipped: +([0-9]+).*/\1/p' "$log" | tail -n 1)
   COUNT_PASSED=${ok:-0} COUNT_FAILED=${fail:-0} COUNT_SKIPPED=${skip:-0}
+}
+
+# One total of node --test's TAP summary ("# pass 13"); empty when absent.
+# usage: tap_total LOG NAME
+tap_total() { sed -nE "s/^# $2 ([0-9]+)\$/\\1/p" "$1" | tail -n 1; }
+
+# node --test's summary: a cancelled test (stopped by a timeout, or by its
+# suite's) failed; a skipped or todo one did not run as a check. 1 when the
+# log has no summary.
+# usage: node_counts LOG (sets COUNT_PASSED, COUNT_FAILED, COUNT_SKIPPED)
+node_counts() {
+  local log=$1 pass fail cancelled skipped todo
+  pass=$(tap_total "$log" pass)
+  [[ -n $pass ]] || return 1
+  fail=$(tap_total "$log" fail)
+  cancelled=$(tap_total "$log" cancelled)
+  skipped=$(tap_total "$log" skipped)
+  todo=$(tap_total "$log" todo)
+  COUNT_PASSED=$pass COUNT_FAILED=$((${fail:-0} + ${cancelled:-0}))
+  COUNT_SKIPPED=$((${skipped:-0} + ${todo:-0}))
+}
+
+# The reason of the last line "SKIP: reason" of a log; 1 when it has none.
+skip_reason() {
+  local reason
+  reason=$(sed -nE 's/^SKIP: *//p' "$1" | tail -n 1)
+  [[ -n $reason ]] || return 1
+  printf '%s\n' "$reason"
+}
+
+# Runs a suite's runner and records its counts, as PARSER reads them from its
+# output. Whatever they say, the suite fails when the runner exits non-zero,
+# prints no counts, or ran no test. Exit 77 after a line "SKIP: reason" is a
+# suite that could not run here (automake's convention, with a reason).
+# usage: run_judged SUITE PARSER command...
+run_judged() {
+  local suite=$1 parser=$2 rc=0 log reason note=
+  shift 2
+  log=$LOG_DIR/$suite.log
+  run_logged "$suite" "$@" || rc=$?
+  if ((rc == 77)) && reason=$(skip_reason "$log"); then
+    skip_suite "$suite" "$reason"
+    return 0
+  fi
+  if ! "$parser" "$log"; then
+    record "$suite" 0 1 0 "its output has no counts (exit $rc)"
+    return 0
+  fi
+  if ((rc == 77)); then
+    note='exit 77 without a line "SKIP: reason"'
+  elif ((rc != 0 && COUNT_FAILED == 0)); then
+    note="exit $rc although it counted no failure"
+  fi
+  if ((COUNT_PASSED + COUNT_FAILED == 0)); then note="ran no test${note:+; $note}"; fi
+  if [[ -n $note ]] && ((COUNT_FAILED == 0)); then COUNT_FAILED=1; fi
+  record "$suite" "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED" "$note"
+}
+
+# A runner whose closing line is "N passed, M failed[, K skipped]".
+# usage: run_counted SUITE command...
+run_counted() {
+  local suite=$1
+  shift
+  run_judged "$suite" counts_from_log "$@"
 }
 
 install_test_packages() {
@@ -108,10 +203,7 @@ build_and_unit() {
     record "$suite" 0 1
     return 1
   fi
-  run_logged "$suite" meson test -C "$dir" --suite unit --print-errorlogs || true
-  meson_counts "$LOG_DIR/$suite.log"
-  if ((COUNT_PASSED + COUNT_FAILED == 0)); then COUNT_FAILED=1; fi
-  record "$suite" "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
+  run_judged "$suite" meson_counts meson test -C "$dir" --suite unit --print-errorlogs
 }
 
 suite_unit() { build_and_unit unit "$BUILD_ROOT/gcc"; }
@@ -161,12 +253,7 @@ run_integration() {
   local suite=$1 binary=${2:-}
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
   binary=${binary:-$BUILD_ROOT/gcc/fcgi-app/items-fcgi}
-  ITEMS_FCGI=$binary run_logged "$suite" python3 "$REPO/ctest/integration/run.py" || true
-  if counts_from_log "$LOG_DIR/$suite.log"; then
-    record "$suite" "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
-  else
-    record "$suite" 0 1
-  fi
+  ITEMS_FCGI=$binary run_counted "$suite" python3 "$REPO/ctest/integration/run.py"
 }
 
 suite_integration() { run_integration integration; }
@@ -177,23 +264,6 @@ suite_sanitizers() {
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   build_and_unit sanitizers-unit "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || return 0
   run_integration sanitizers-integration "$dir/fcgi-app/items-fcgi"
-}
-
-# Runs a command whose last line is "N passed, M failed[, K skipped]";
-# exit status 77 means the whole suite was skipped (automake's convention).
-# usage: run_counted SUITE command...
-run_counted() {
-  local suite=$1 rc=0
-  shift
-  run_logged "$suite" "$@" || rc=$?
-  if ((rc == 77)); then
-    record "$suite" 0 0 1
-  elif counts_from_log "$LOG_DIR/$suite.log"; then
-    ((rc == 0 || COUNT_FAILED > 0)) || COUNT_FAILED=1
-    record "$suite" "$COUNT_PASSED" "$COUNT_FAILED" "$COUNT_SKIPPED"
-  else
-    record "$suite" 0 1
-  fi
 }
 
 suite_fuzz() {
@@ -224,26 +294,21 @@ suite_bench() {
 
 suite_browser() {
   if [[ ! -f $REPO/ctest/browser/package.json ]]; then
-    record browser 0 0 1
+    skip_suite browser "ctest/browser/package.json is missing"
     return
   fi
   ensure_packages node:nodejs npm:npm chromium:chromium
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
   (cd "$REPO/ctest/browser" && npm ci --no-audit --no-fund >"$LOG_DIR/browser-npm.log" 2>&1) ||
-    { cat "$LOG_DIR/browser-npm.log"; record browser 0 1; return; }
+    { cat "$LOG_DIR/browser-npm.log"; record browser 0 1 0 "npm ci failed"; return; }
   # The stacks the tests start run the worker built above (no build of their own).
-  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_logged browser bash -c "cd '$REPO/ctest/browser' && npm test" || true
-  local pass fail
-  pass=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$LOG_DIR/browser.log" | tail -n 1)
-  fail=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$LOG_DIR/browser.log" | tail -n 1)
-  if [[ -z $pass ]]; then
-    record browser 0 1
-  else
-    record browser "$pass" "${fail:-0}"
-  fi
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_judged browser node_counts \
+    bash -c "cd '$REPO/ctest/browser' && npm test"
 }
 
-# The Docker suites skip (exit 77) where no engine can run them.
+suite_selftest() { run_counted selftest "$REPO/ctest/selftest/test_selftest.sh"; }
+
+# The Docker suites skip (exit 77, "SKIP: reason") where no engine can run them.
 suite_compose() { run_counted compose "$REPO/ctest/compose/test_compose.sh"; }
 
 suite_swarm() { run_counted swarm "$REPO/ctest/swarm/test_swarm.sh"; }
@@ -277,4 +342,5 @@ main() {
   ((FAILED == 0))
 }
 
-main "$@"
+# Sourced (by ctest/selftest/test_selftest.sh), it only defines its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -2,7 +2,8 @@
 # The compose end-to-end test: builds and deploys the stack with scripts/deploy.sh under its own
 # compose project, checks every security and reliability claim of the deployment against the real
 # Docker engine, and removes everything it created. One line per check, then "N passed, M failed".
-# Exit 0 when all pass, 1 on a failure, 77 (skipped) when no Docker engine can run here.
+# Exit 0 when all pass, 1 on a failure, 77 (skipped, after a line "SKIP: reason") when no Docker
+# engine can run here.
 set -euo pipefail
 
 usage() {
@@ -18,7 +19,8 @@ the project's containers, networks and volume (scripts/deploy.sh --down --purge)
   --help   this text
 
 As root on Debian, a missing Docker engine is installed and started (scripts/lib/docker.sh);
-otherwise the test is skipped (exit 77) when no engine answers.
+otherwise the test is skipped when no engine answers: a line "SKIP: reason", exit 77
+(scripts/test.sh shows the reason, and fails the suite under CI).
 Environment: E2E_HTTP_PORT (80), E2E_PROJECT (items-e2e), E2E_EDGE_SUBNET (172.31.254.0/24),
 E2E_API_EDGE_IP (172.31.254.10) and E2E_FRONT_EDGE_IP (172.31.254.20), both inside E2E_EDGE_SUBNET,
 E2E_DATA_SUBNET (172.31.252.0/24), E2E_BIG_ITEMS (400: items of 64 KiB of control characters, ~390 KB

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run the integration test files in parallel, each its own process (and its
-own stack); print each file's output when it ends, then one summary line
-`N passed, M failed`. Exit status 0 only if everything passed.
+own stack); print a line for each file when it ends (and its output, indented,
+if it failed), then one summary line `N passed, M failed[, K skipped]`. Exit
+status 0 only if everything passed.
 
     python3 ctest/integration/run.py [-j JOBS] [test_x.py ...]
 """
@@ -52,7 +53,7 @@ def main():
     args = ap.parse_args()
     files = args.files or sorted(glob.glob(os.path.join(HERE, "test_*.py")))
     files = [os.path.abspath(f) for f in files]
-    passed = failed = 0
+    passed = failed = skips = 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for path, code, out, ok, bad, skipped, secs in pool.map(run_file,
                                                                   files):
@@ -61,11 +62,19 @@ def main():
                                  os.path.basename(path), ok, bad, skipped,
                                  secs, code))
             if code != 0 or os.environ.get("VERBOSE") == "1":
-                sys.stdout.write(out)
+                # Indented: a file's own closing line (ctest/hostile's print
+                # one) never reads as this runner's, should it die after it.
+                for line in out.splitlines():
+                    sys.stdout.write("    %s\n" % line)
             sys.stdout.flush()
             passed += ok
             failed += bad
-    print("%d passed, %d failed" % (passed, failed))
+            skips += skipped
+    # The closing line, the only line that is exactly this (scripts/test.sh).
+    if skips:
+        print("%d passed, %d failed, %d skipped" % (passed, failed, skips))
+    else:
+        print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
 

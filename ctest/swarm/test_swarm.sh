@@ -3,7 +3,8 @@
 # replicas), checks the services, proves requests spread over the replicas, rolls the api image
 # under load, kills a replica, scales 5 then 1 under load, measures throughput with 1 and 3
 # replicas, and removes everything it created. One line per check, then "N passed, M failed".
-# Exit 0 when all pass, 1 on a failure, 77 (skipped) when this engine cannot run a swarm.
+# Exit 0 when all pass, 1 on a failure, 77 (skipped, after a line "SKIP: reason") when this engine
+# cannot run a swarm.
 set -euo pipefail
 
 usage() {
@@ -20,8 +21,9 @@ leaves it at the end; a swarm that already existed is left as it was (only the t
            remove them with STACK_NAME=items-swarm-e2e scripts/deploy.sh --swarm --down --purge
   --help   this text
 
-Skipped (exit 77) when no Docker engine answers, or when it cannot run a swarm (a worker node, a
-locked swarm, `docker swarm init` refused). Traffic goes to 127.0.0.1 and the stack's containers only.
+Skipped (a line "SKIP: reason", exit 77; scripts/test.sh fails the suite under CI) when no Docker
+engine answers, or when it cannot run a swarm (a worker node, a locked swarm, `docker swarm init`
+refused). Traffic goes to 127.0.0.1 and the stack's containers only.
 Environment: SWARM_HTTP_PORT, SWARM_STACK (items-swarm-e2e), COMPOSE_IMPL (see scripts/deploy.sh).
 USAGE
 }

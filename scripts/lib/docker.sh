@@ -5,7 +5,8 @@
 #
 #   dk_engine_running              true when a Docker engine answers
 #   dk_ensure_engine               install docker.io (+ docker-compose) from Debian and start dockerd when none runs
-#   dk_engine_or_skip              for the end-to-end tests: an engine (and python3) or exit 77 (skipped)
+#   dk_engine_or_skip              for the end-to-end tests: an engine (and python3), or "SKIP: reason"
+#                                  and exit 77 (skipped)
 #   dk_detect_compose              sets the array COMPOSE to `docker compose` (v2) or `docker-compose` (1.29)
 #   dk_compose ARGS...             runs compose with the project's file and name
 #   dk_ensure_base_image           makes sure debian:bookworm-slim exists: pull, else build it offline
@@ -47,21 +48,39 @@ dk_wait_engine() {
 dk_is_debian() { [[ -r /etc/debian_version ]]; }
 
 # The end-to-end tests' start: python3 and a Docker engine (as root on Debian, one is installed
-# and started), or a reason and exit 77, the test runners' "skipped".
+# and started), or a line "SKIP: reason" and exit 77, the test runners' "skipped" (scripts/test.sh
+# shows the reason, and fails the suite under CI).
 dk_engine_or_skip() {
-    if ! command -v python3 >/dev/null 2>&1; then
-        echo "SKIP: python3 is not installed"
-        exit 77
+    local why=
+    command -v python3 >/dev/null 2>&1 || dk_skip "python3 is not installed"
+    dk_engine_running && return 0
+    if [[ $(id -u) -ne 0 ]] || ! dk_is_debian; then
+        dk_skip "no Docker engine answers ($(dk_engine_error)), and only root on Debian can install and start one"
     fi
-    if ! dk_engine_running; then
-        if [[ $(id -u) -eq 0 ]] && dk_is_debian; then
-            (dk_ensure_engine) || true
-        fi
-        if ! dk_engine_running; then
-            echo "SKIP: no Docker engine can run here (docker info fails; as root on Debian the test installs and starts one)"
-            exit 77
-        fi
+    # Its progress stays in the output; its last error is the reason.
+    why=$( (dk_ensure_engine) 2>&1 | {
+        while IFS= read -r line || [[ -n $line ]]; do
+            printf '%s\n' "$line" >&2
+            [[ $line != '[docker] error: '* ]] || why=${line#'[docker] error: '}
+        done
+        printf '%s' "$why"
+    }) || true
+    dk_engine_running ||
+        dk_skip "no Docker engine answers, and none could be installed and started here: ${why:-$(dk_engine_error)}"
+}
+
+dk_skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+
+# Why `docker info` fails, in one line.
+dk_engine_error() {
+    if ! command -v docker >/dev/null 2>&1; then
+        echo "the docker command is not installed"
+        return
     fi
+    docker info 2>&1 >/dev/null | sed '/^[[:space:]]*$/d' | tail -n 1 || true
 }
 
 # Debian packages needed for the Docker tier; only those missing are installed.
