@@ -19,10 +19,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO_ROOT, "ctest", "integration"))
 
-from stack import Stack, StackError, StackTestCase  # noqa: E402  (path set just above)
+# The base class by its module, never by name: unittest runs every TestCase
+# class it finds in a test module's namespace, a base class included.
+import stack as harness  # noqa: E402  (path set just above)
+from stack import Stack, StackError  # noqa: E402
 
+# HostileTestCase is left out: a test file subclasses hostile.HostileTestCase.
 __all__ = ["Stack", "StackError", "RawResponse", "raw_exchange", "connect",
-           "read_response", "HostileTestCase", "main", "REPO_ROOT"]
+           "read_response", "main", "REPO_ROOT"]
 
 
 class RawResponse:
@@ -130,7 +134,7 @@ def raw_exchange(port, data, timeout=10.0, source=None):
         s.close()
 
 
-class HostileTestCase(StackTestCase):
+class HostileTestCase(harness.StackTestCase):
     """One stack per class (setUpClass, logs printed when a test fails:
     see StackTestCase). Subclasses set `stack_options` (keyword arguments
     of Stack)."""
@@ -140,15 +144,14 @@ class HostileTestCase(StackTestCase):
         return self.stack.http_port
 
     def assertJSONError(self, r, status=None, statuses=None):
-        """A JSON error body {"error": "..."} with a JSON content type;
-        `status` exact, or one of `statuses`."""
+        """A JSON error body {"error": "..."} with the API's content type
+        (application/json; charset=utf-8); `status` exact, or one of
+        `statuses`."""
         if status is not None:
             self.assertEqual(r.status, status, r)
         if statuses is not None:
             self.assertIn(r.status, statuses, r)
-        ctype = r.headers.get("content-type", "")
-        self.assertEqual(ctype.split(";")[0].strip().lower(),
-                         "application/json", r)
+        self.assertJSONType(r)
         try:
             data = json.loads(r.body.decode("utf-8"))
         except ValueError as e:

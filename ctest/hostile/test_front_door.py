@@ -8,9 +8,9 @@ case does and why.
 """
 
 import json
-import unittest
 
-from hostile import HostileTestCase, main, raw_exchange
+import hostile
+from hostile import main, raw_exchange
 
 TOKEN = "hostile-front-door-token"
 STATUS_BODY = {"status": "OK", "database_connection": "OK",
@@ -22,7 +22,7 @@ def get(path, extra=b""):
             b"Host: 127.0.0.1\r\n" + extra + b"Connection: close\r\n\r\n")
 
 
-class FrontDoor(HostileTestCase):
+class FrontDoor(hostile.HostileTestCase):
     stack_options = {"workers": 2, "token": TOKEN}
 
     def send(self, data, timeout=10.0):

@@ -12,11 +12,12 @@ docs/security.md ("Write rate limit") describes the configuration.
 
 import json
 
-from hostile import HostileTestCase, main, raw_exchange
+import hostile
+from hostile import main, raw_exchange
 
 TOKEN = "hostile-rate-token"
 RATE, BURST = "2r/s", 5
-class RateLimit(HostileTestCase):
+class RateLimit(hostile.HostileTestCase):
     stack_options = {"workers": 2, "token": TOKEN,
                      "env": {"WRITE_RATE": RATE, "WRITE_BURST": str(BURST)}}
 

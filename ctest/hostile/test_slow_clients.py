@@ -17,7 +17,8 @@ import socket
 import threading
 import time
 
-from hostile import HostileTestCase, connect, main
+import hostile
+from hostile import connect, main
 
 TOKEN = "hostile-slow-token"
 WORKERS = 2
@@ -138,7 +139,7 @@ class SlowClients:
             len(done), len(self.closed), min(done), max(done))
 
 
-class SlowClientsTest(HostileTestCase):
+class SlowClientsTest(hostile.HostileTestCase):
     stack_options = {"workers": WORKERS, "token": TOKEN}
 
     def assertCutOff(self, clients, what):
