@@ -186,7 +186,7 @@ run_counted() {
 install_test_packages() {
   ensure_stack_packages
   ensure_packages python3:python3 clang:clang cppcheck:cppcheck clang-tidy:clang-tidy \
-    shellcheck:shellcheck valgrind:valgrind
+    shellcheck:shellcheck valgrind:valgrind nft:nftables
 }
 
 # usage: build_and_unit SUITE BUILD_DIR [meson setup options...]

@@ -6,15 +6,14 @@ deadline, so the other workers answer 503 at once instead of each waiting on
 a connect of its own.
 
 The workers reach MariaDB through a TCP proxy of the test's own
-(WORKER_DB_PORT, see scripts/run-local.sh --help) that can delay every packet
-the server sends and drop every open connection.
+(dbproxy.py) that can delay every packet the server sends and drop every
+open connection.
 """
 
-import socket
-import threading
 import time
 
 import stack as harness
+from dbproxy import DbProxy
 from stack import free_ports, main, wait_until
 
 CONTRACT_SECONDS = 2.0
@@ -23,84 +22,13 @@ CONTRACT_SECONDS = 2.0
 SLOW_DELAY = 0.35
 
 
-class SlowProxy:
-    """Forwards 127.0.0.1:port to 127.0.0.1:target, one thread per
-    direction and connection. `delay` seconds are added before each chunk
-    the server sends; drop_all() closes every open connection."""
-
-    def __init__(self, port, target):
-        self.target = target
-        self.delay = 0.0
-        self.lock = threading.Lock()
-        self.conns = []
-        self.closed = False
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
-        self.listener.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target),
-                                                  timeout=5)
-                server.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.conns.append((client, server))
-            threading.Thread(target=self._pipe, args=(client, server, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True),
-                             daemon=True).start()
-
-    def _pipe(self, src, dst, from_server):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if from_server and self.delay:
-                    time.sleep(self.delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def drop_all(self):
-        with self.lock:
-            conns, self.conns = self.conns, []
-        for pair in conns:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def close(self):
-        self.closed = True
-        self.listener.close()
-        self.drop_all()
-
-
 class SlowDatabaseTest(harness.StackTestCase):
     workers = 3
 
     @classmethod
     def setUpClass(cls):
         db_port, proxy_port = free_ports(2)
-        cls.proxy = SlowProxy(proxy_port, db_port)
+        cls.proxy = DbProxy(proxy_port, db_port)
         cls.addClassCleanup(cls.proxy.close)
         cls.stack = harness.Stack(workers=cls.workers, env={
             "DB_PORT": str(db_port), "WORKER_DB_PORT": str(proxy_port)})
