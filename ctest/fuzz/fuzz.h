@@ -44,6 +44,62 @@ fuzz_cstring(const uint8_t *data, size_t size)
 	return s;
 }
 
+/* Compares the decimal texts a[0..alen) and b (no leading zeros), as numbers. */
+static inline int
+fuzz_decimal_cmp(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	return memcmp(a, b, alen);
+}
+
+/*
+ * The contract's integer rule (docs/api.md: "{id}" and "Pagination"), the
+ * one model the id and page harnesses share. Written as a pattern and a
+ * comparison of texts, not as params.c's digit-by-digit arithmetic: s[0..len)
+ * must match ^0*([0-9]+)$ (plain ASCII digits: no sign, space, exponent or
+ * NUL; leading zeros allowed), and the significant digits, compared as text
+ * (more digits is larger, as many compare like strings), must lie within
+ * [min, max] (decimal texts without leading zeros). Returns 1 and in
+ * *digits, *ndigits those significant digits ("0" for zero), which is what
+ * printf("%d") of the parsed value must write; else 0.
+ */
+static inline int
+fuzz_decimal_in_range(const char *s, size_t len, const char *min,
+    const char *max, const char **digits, size_t *ndigits)
+{
+	static const char decimal[10] = "0123456789";	/* no NUL */
+	size_t lead = 0, i;
+
+	if (len == 0)
+		return 0;
+	/* ^0*: all the zeros but the last digit. */
+	while (lead + 1 < len && s[lead] == '0')
+		lead++;
+	/* [0-9]+$, each byte looked up in the class (memchr: never the NUL). */
+	for (i = lead; i < len; i++)
+		if (memchr(decimal, s[i], sizeof(decimal)) == NULL)
+			return 0;
+	if (fuzz_decimal_cmp(s + lead, len - lead, min) < 0 ||
+	    fuzz_decimal_cmp(s + lead, len - lead, max) > 0)
+		return 0;
+	*digits = s + lead;
+	*ndigits = len - lead;
+	return 1;
+}
+
+/* True when the decimal text of v is exactly digits[0..ndigits). */
+static inline int
+fuzz_prints_as(long long v, const char *digits, size_t ndigits)
+{
+	char text[24];
+	int n = snprintf(text, sizeof(text), "%lld", v);
+
+	return n > 0 && (size_t)n == ndigits && memcmp(text, digits, ndigits) == 0;
+}
+
 /* True when s[0..len) is well-formed UTF-8 (RFC 3629), counted in *chars. */
 static inline int
 fuzz_valid_utf8(const unsigned char *s, size_t len, size_t *chars)
