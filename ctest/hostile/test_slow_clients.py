@@ -7,7 +7,8 @@ no FastCGI worker waits on a slow client).
     python3 ctest/hostile/test_slow_clients.py     # starts its own stack
 
 Each test prints its figures (time to cut off, latency of the normal
-requests made meanwhile).
+requests made meanwhile). The two timeouts are waited out together, in one
+window: slow headers and stalled bodies run side by side.
 """
 
 import http.client
@@ -85,10 +86,12 @@ class SlowClients:
             self.started.append(time.monotonic())
             self.sel.register(s, selectors.EVENT_READ, i)
 
-    def run(self, during=None):
-        """Drip until every connection is closed or the limit passes; call
-        `during()` once after the first second."""
-        end = time.monotonic() + self.limit
+    def run(self, during=None, deadline=None):
+        """Drip until every connection is closed or the limit passes (or
+        `deadline`, a time.monotonic() value shared with another group);
+        call `during()` once after the first second."""
+        end = deadline if deadline is not None else \
+            time.monotonic() + self.limit
         next_drip = time.monotonic() + (self.every or self.limit)
         called = False
         while time.monotonic() < end and None in self.closed:
@@ -160,43 +163,52 @@ class SlowClientsTest(hostile.HostileTestCase):
         slow = [r for r in prober.results if r[2] > NORMAL_MAX_LATENCY]
         self.assertEqual(slow, [], "%s: %s" % (what, prober.summary()))
 
-    def test_slowloris_trickling_headers(self):
-        """100 connections send a request line, then one header line per
-        second, never the blank line: nginx drops each one when
-        client_header_timeout runs out (it is not reset by the trickle),
+    def test_slowloris_and_stalled_body(self):
+        """Both of nginx's read timeouts in one window, since each test of
+        them waits out its 10 s:
+        - slowloris: 100 connections send a request line, then one header
+          line per second, never the blank line: nginx drops each one when
+          client_header_timeout runs out (it is not reset by the trickle);
+        - stalled body: 50 writes announce 100 bytes, send 10 and stall:
+          nginx cuts each off after client_body_timeout; no worker ever
+          sees them.
+        Both groups start together and are checked against one deadline,
         while normal requests keep being answered at once."""
-        prober = Prober(self.port, ["/status", "/items?limit=5"])
-        clients = SlowClients(
-            self.port, 100,
-            first=b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n",
-            drip=b"X-Slow: 1\r\n", every=1.0,
-            limit=NGINX_TIMEOUT + CUT_SLACK + 3)
-        clients.run(during=prober.start)
-        prober.stop()
-        print("\nslowloris: %s; meanwhile %s" % (clients.figures(),
-                                                 prober.summary()))
-        self.assertCutOff(clients, "slowloris")
-        self.assertNotStarved(prober, "normal requests during slowloris")
-        # Nothing of these requests reached a worker.
-        self.assertFalse(any(b"HTTP/1.1 200" in a for a in clients.answers))
-
-    def test_stalled_body(self):
-        """50 writes announce 100 bytes, send 10 and stall: nginx cuts each
-        off after client_body_timeout; no worker ever sees them."""
         before = len(self.pool_log_requests())
         head = (b"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
                 b"Content-Type: application/json\r\nContent-Length: 100\r\n"
                 b"\r\n" + b'{"name":"s')
-        prober = Prober(self.port, ["/status", "/items/1"])
-        clients = SlowClients(self.port, 50, first=head, drip=None,
-                              every=None, limit=NGINX_TIMEOUT + CUT_SLACK + 3)
-        clients.run(during=prober.start)
-        prober.stop()
-        print("\nstalled body: %s; meanwhile %s" % (clients.figures(),
-                                                    prober.summary()))
-        self.assertCutOff(clients, "stalled body")
-        self.assertNotStarved(prober, "normal requests during stalled bodies")
+        limit = NGINX_TIMEOUT + CUT_SLACK + 3
+        prober = Prober(self.port, ["/status", "/items?limit=5", "/items/1"])
+        slowloris = SlowClients(
+            self.port, 100,
+            first=b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+            drip=b"X-Slow: 1\r\n", every=1.0, limit=limit)
+        stalled = SlowClients(self.port, 50, first=head, drip=None,
+                              every=None, limit=limit)
+        # One deadline for both: the stalled group runs beside the slowloris
+        # one, which starts the prober after its first second.
+        deadline = time.monotonic() + limit
+        beside = threading.Thread(target=stalled.run,
+                                  kwargs={"deadline": deadline}, daemon=True)
+        beside.start()
+        try:
+            slowloris.run(during=prober.start, deadline=deadline)
+        finally:
+            beside.join(limit + 5)
+            prober.stop()
+        self.assertFalse(beside.is_alive(), "the stalled-body group did "
+                         "not finish by its deadline")
+        print("\nslowloris: %s; stalled body: %s; meanwhile %s" % (
+            slowloris.figures(), stalled.figures(), prober.summary()))
+        self.assertCutOff(slowloris, "slowloris")
+        self.assertCutOff(stalled, "stalled body")
+        self.assertNotStarved(prober, "normal requests during slowloris "
+                              "and stalled bodies")
+        # Nothing of these requests reached a worker.
+        self.assertFalse(any(b"HTTP/1.1 200" in a
+                             for a in slowloris.answers))
         posts = [r for r in self.pool_log_requests()[before:]
                  if r[0] == "POST"]
         self.assertEqual(posts, [], "a stalled body reached a worker")

@@ -17,13 +17,14 @@ usage: ctest/leak/valgrind-10k.sh [--requests N] [--no-outage] [--help]
 Builds items-fcgi with -O1 -g (or takes ITEMS_FCGI), starts a local stack
 (scripts/run-local.sh, free loopback ports, FCGI_WORKERS=1) whose worker runs
 under valgrind --leak-check=full, sends N mixed requests [10000] through
-nginx (with the database stopped for a few seconds half-way, unless
---no-outage), stops the pool with SIGTERM and reads valgrind's report.
+nginx (with the database stopped half-way until 1000 requests were refused,
+then back, unless --no-outage), stops the pool with SIGTERM and reads
+valgrind's report.
 
-Passes when: every response is one the contract allows; the one worker
-served every request and exited cleanly (never replaced); valgrind reports
-0 bytes definitely lost and 0 errors. Prints the figures, then
-"N passed, M failed".
+Passes when: every response is one the contract allows (GET /status is 200
+again within 2 s of the database's return); the one worker served every
+request and exited cleanly (never replaced); valgrind reports 0 bytes
+definitely lost and 0 errors. Prints the figures, then "N passed, M failed".
 
 Environment:
   ITEMS_FCGI       worker binary to check [built into LEAK_BUILD_DIR]; a copy

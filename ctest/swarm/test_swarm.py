@@ -219,6 +219,53 @@ def front_resolves_api():
     return sorted(set(re.findall(r"Address(?: \d+)?:\s*(\d+\.\d+\.\d+\.\d+)\s*$", out, re.M)) - {"127.0.0.11"})
 
 
+def nginx_dns_valid():
+    """Seconds nginx caches a DNS answer: `resolver ... valid=Ns` in nginx/nginx.conf.template (the
+    front's dnsrr configuration is rendered from it); 5, nginx's old setting here, if unreadable."""
+    try:
+        with open(os.path.join(REPO, "nginx", "nginx.conf.template"), encoding="utf-8") as f:
+            m = re.search(r"^\s*resolver\s[^;]*\bvalid=(\d+)s", f.read(), re.M)
+        return float(m.group(1)) if m else 5.0
+    except OSError:
+        return 5.0
+
+
+SETTLE_DEADLINE = 60  # seconds for each condition of settle()
+
+
+def api_task_addresses():
+    """Addresses on the edge network (where the front resolves `api`) of the api tasks that run."""
+    found = set()
+    for task in running_tasks("api"):
+        info = json.loads(docker("inspect", "--type", "task", task).stdout)[0]
+        for attachment in info.get("NetworksAttachments") or []:
+            if attachment["Network"]["Spec"]["Name"] == f"{STACK}_edge":
+                found.update(a.split("/")[0] for a in attachment.get("Addresses") or [])
+    return sorted(found)
+
+
+def settle(load):
+    """Keeps `load` running until nginx can no longer hold the address of a replaced or removed api
+    task: first the front's DNS (what nginx's resolver asks) gives exactly the running tasks'
+    addresses, then the load sends, through the front, the requests of twice nginx's DNS cache
+    lifetime at LOAD_RATE (the answers cached before are gone by then). Returns None, or what did
+    not happen within SETTLE_DEADLINE seconds."""
+    seen = {"dns": [], "tasks": []}
+
+    def dns_matches_tasks():
+        seen["dns"], seen["tasks"] = front_resolves_api(), api_task_addresses()
+        return bool(seen["tasks"]) and seen["dns"] == seen["tasks"]
+
+    if not wait_for(dns_matches_tasks, SETTLE_DEADLINE):
+        return (f"after {SETTLE_DEADLINE} s the front's DNS still gives {seen['dns']} for api, "
+                f"the running api tasks are at {seen['tasks']}")
+    start, need = load.total, int(2 * nginx_dns_valid() * LOAD_RATE)
+    if not wait_for(lambda: load.total - start >= need, SETTLE_DEADLINE, interval=0.1):
+        return (f"the load sent {load.total - start} of the {need} requests wanted after the front's "
+                f"DNS settled, in {SETTLE_DEADLINE} s")
+    return None
+
+
 # --- HTTP --------------------------------------------------------------------------------------------
 
 
@@ -598,10 +645,12 @@ def check_rolling_update():
             docker("service", "update", "--detach", "--no-resolve-image", "--image", new_image, service("api"), timeout=60)
             done = wait_for(finished, 150)
             took = time.monotonic() - t0
-            time.sleep(6)  # past nginx's DNS cache (valid=5s): the last replaced address is gone from it
+            # past nginx's DNS cache: the last replaced address is gone from it
+            unsettled = settle(load) if done else None
         state = update_state("api")
         figure(f"rolling update of {REPLICAS} api replicas (start-first) in {took:.0f} s under load: {load.summary()}")
         assert done, f"the update did not complete in 150 s (state {state})"
+        assert not unsettled, unsettled
         assert state == "completed", f"update state {state}: {docker('service', 'inspect', '-f', '{{.UpdateStatus.Message}}', service('api')).stdout.strip()}"
         after = running_tasks("api")
         assert len(after) == REPLICAS and not set(after) & set(before), f"tasks before {list(before)}, after {list(after)}"
@@ -624,9 +673,10 @@ def check_killed_replica():
             replaced = wait_for(
                 lambda: victim not in containers("api") and converged("api", REPLICAS), 90)
             took = time.monotonic() - t0
-            time.sleep(6)
+            unsettled = settle(load) if replaced else None
         figure(f"docker kill of an api replica: replaced (healthy) after {took:.1f} s; under load: {load.summary()}")
         assert replaced, "no healthy replacement within 90 s"
+        assert not unsettled, unsettled
         assert load.total > 300, f"only {load.total} requests"
         assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
 
@@ -651,13 +701,14 @@ def check_token_rotation():
             t0 = time.monotonic()
             deploy("--swarm", "--no-build", "--timeout", "180", timeout=300)
             took = time.monotonic() - t0
-            time.sleep(6)
+            unsettled = settle(load)
         figure(f"API token rotation (new Swarm secret version, api rolled) in {took:.0f} s; under load: {load.summary()}")
         tokens = [n for n in stack_secrets() if n.startswith(f"{STACK}_api_token-")]
         assert len(tokens) == 1, f"token versions left: {tokens}"
         post = lambda token: request("POST", "/items", {"name": "rotated"}, {"Authorization": f"Bearer {token}"})[0]  # noqa: E731
         assert post(new) == 201, "the new token is refused"
         assert post(old) == 401, "the old token still works"
+        assert not unsettled, unsettled
         assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
 
     check("secret rotation: a new api_token file becomes a new Swarm secret, the api rolls onto it, "
@@ -679,8 +730,9 @@ def check_scaling():
             t1 = time.monotonic()
             scale(1)
             down = time.monotonic() - t1
-            time.sleep(6)
+            unsettled = settle(load)
         figure(f"scale api 3 -> 5 in {up:.0f} s, 5 -> 1 in {down:.0f} s; under load: {load.summary()}")
+        assert not unsettled, unsettled
         assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
 
     check("scaling: api to 5 replicas, then to 1, under load, zero failed requests", five_then_one)
