@@ -43,6 +43,7 @@
 enum stmt_id {
 	STMT_PING,
 	STMT_LIST,
+	STMT_LIST_STREAM,
 	STMT_PAGE_END,
 	STMT_GET,
 	STMT_CREATED_AT,
@@ -57,16 +58,22 @@ enum stmt_id {
  * again on a new connection after a fast loss. A write never is: once it
  * may have reached the server, only the server knows whether it ran, and a
  * replay could undo another request's write or insert a duplicate.
- * STMT_LIST has no server bound: its time on the server includes the
- * client reading a page, however large, as it streams.
+ * STMT_LIST_STREAM, the rest of a page too large to hold, has no server
+ * bound: its time on the server includes the client reading the page,
+ * however large, as it streams. STMT_LIST has one: a page is first read
+ * with it, up to what a worker holds, and the bound also ends the reading
+ * of the rows that a large page's first pass discards.
  */
 static const struct {
 	const char	*sql;
 	bool		 write;
 } statements[STMT_COUNT] = {
 	[STMT_PING] = { "SELECT 1", false },
-	[STMT_LIST] = { "SELECT id, name, description, created_at FROM items"
-	    " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
+	[STMT_LIST] = { SERVER_BOUND "SELECT id, name, description,"
+	    " created_at FROM items WHERE id > ? AND id <= ? ORDER BY id"
+	    " LIMIT ?", false },
+	[STMT_LIST_STREAM] = { "SELECT id, name, description, created_at"
+	    " FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
 	[STMT_PAGE_END] = { SERVER_BOUND "SELECT id FROM items WHERE id > ?"
 	    " ORDER BY id LIMIT ?, 2", false },
 	[STMT_GET] = { SERVER_BOUND "SELECT id, name, description, created_at"
@@ -699,9 +706,9 @@ db_ping(struct db *db, const char **reason)
 	return status;
 }
 
-enum db_status
-db_list_items(struct db *db, int64_t after, int64_t upto, int64_t limit,
-    db_row_fn on_row, void *ctx)
+static enum db_status
+db_list(struct db *db, enum stmt_id id, int64_t after, int64_t upto,
+    int64_t limit, db_row_fn on_row, void *ctx)
 {
 	MYSQL_BIND params[3];
 	enum db_status status;
@@ -711,16 +718,31 @@ db_list_items(struct db *db, int64_t after, int64_t upto, int64_t limit,
 	bind_longlong(&params[0], &after);
 	bind_longlong(&params[1], &upto);
 	bind_longlong(&params[2], &limit);
-	status = db_query_items(db, STMT_LIST, params);
+	status = db_query_items(db, id, params);
 	if (status != DB_OK)
 		return status;
-	while ((status = db_fetch(db, STMT_LIST)) == DB_OK) {
+	while ((status = db_fetch(db, id)) == DB_OK) {
 		db_row_borrow(&db->row, &item);
 		if (on_row(ctx, &item) == DB_ROWS_STOP)
 			break;
 	}
-	db_end_rows(db, STMT_LIST);
+	/* After a stop, what is left is read and discarded here. */
+	db_end_rows(db, id);
 	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+enum db_status
+db_list_items(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    db_row_fn on_row, void *ctx)
+{
+	return db_list(db, STMT_LIST, after, upto, limit, on_row, ctx);
+}
+
+enum db_status
+db_stream_items(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    db_row_fn on_row, void *ctx)
+{
+	return db_list(db, STMT_LIST_STREAM, after, upto, limit, on_row, ctx);
 }
 
 enum db_status

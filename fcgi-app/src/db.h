@@ -50,8 +50,13 @@ enum db_status	 db_ping(struct db *db, const char **reason);
  * Hands on_row the items with after < id <= upto, by ascending id, at most
  * limit of them, as they arrive from the server (nothing is held but the
  * current row). A failure after some rows were handed over is still reported.
+ * db_list_items() is bounded in time on the server (a lock makes it fail
+ * fast, DB_UNAVAILABLE); db_stream_items() is not, for the rest of a page
+ * that a slow client reads as it is streamed.
  */
 enum db_status	 db_list_items(struct db *db, int64_t after, int64_t upto,
+		    int64_t limit, db_row_fn on_row, void *ctx);
+enum db_status	 db_stream_items(struct db *db, int64_t after, int64_t upto,
 		    int64_t limit, db_row_fn on_row, void *ctx);
 /*
  * Where the page of limit items after `after` ends: *last is the id of its

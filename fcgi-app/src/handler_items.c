@@ -139,7 +139,7 @@ page_stream(struct app *app, const struct request *req,
 	if (req->method == HTTP_HEAD)
 		return resp->status;
 	/* last == 0: the page is not full; LIMIT alone ends it. */
-	status = db_list_items(app->db, pw->last_id, last != 0 ? last :
+	status = db_stream_items(app->db, pw->last_id, last != 0 ? last :
 	    ITEM_ID_MAX, pw->limit - pw->count, page_stream_row, pw);
 	if (status != DB_OK || pw->out.failed)
 		goto cut;
