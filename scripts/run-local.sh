@@ -9,7 +9,8 @@ source "$REPO/scripts/lib/common.sh"
 
 usage() {
   cat <<EOF
-usage: scripts/run-local.sh [--detach | --stop | --db stop|start | --help]
+usage: scripts/run-local.sh [--detach | --stop | --db stop|start |
+                             --make-db-template DIR | --help]
 
 Builds items-fcgi, initialises a throwaway MariaDB datadir, and starts
 mariadbd, the FastCGI worker pool and nginx on 127.0.0.1. Waits until
@@ -20,6 +21,9 @@ As root it installs the Debian packages it needs.
   --detach       start in the background; return once /status is OK
   --stop         stop everything started under RUN_DIR
   --db stop      stop only mariadbd (outage drills); --db start brings it back
+  --make-db-template DIR
+                 initialise a MariaDB datadir once, as a start would, into
+                 DIR (for DB_TEMPLATE); nothing to do when DIR is up to date
   --help         this text
 
 Environment (defaults in brackets):
@@ -40,6 +44,10 @@ Environment (defaults in brackets):
                  workers run a copy of it, RUN_DIR/bin/items-fcgi)
   WRITE_RATE     writes allowed per client address [1000r/s here; 10r/s in the image]
   WRITE_BURST    writes beyond the rate served at once before 429 [1000; 20 in the image]
+  DB_TEMPLATE    a DIR made by --make-db-template: a new datadir is a copy of
+                 it (with RUN_DIR's own password) instead of a fresh
+                 initialisation; refused when DIR was made from other mysql/
+                 files or another MariaDB [unset: initialise]
 
 Ports and settings are remembered in RUN_DIR/env for --stop and --db.
 EOF
@@ -73,7 +81,12 @@ load_settings() {
   WRITE_BURST=${WRITE_BURST:-${SAVED_WRITE_BURST:-1000}}
   DB_DIR=$RUN_DIR/db
   WORKER_BIN=$RUN_DIR/bin/items-fcgi
-  # As root, the daemons drop to their own unprivileged users.
+  DB_TEMPLATE=${DB_TEMPLATE:-}
+  set_users
+}
+
+# As root, the daemons drop to their own unprivileged users.
+set_users() {
   if ((EUID == 0)); then
     DB_USER=mysql WORKER_USER=nobody
   else
@@ -209,8 +222,13 @@ prepare_run_dir() {
 mariadbd_args() {
   printf '%s\n' --defaults-file="$REPO/mysql/my.cnf" \
     --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --socket="$DB_DIR/mysql.sock" \
-    --pid-file="$DB_DIR/mariadbd.pid" --log-error="$RUN_DIR/logs/mariadb.log" \
-    --bind-address=127.0.0.1 --port="$DB_PORT" --user="$DB_USER"
+    --pid-file="$DB_DIR/mariadbd.pid" --log-error="$RUN_DIR/logs/mariadb.log" --user="$DB_USER"
+  if [[ -n $DB_PORT ]]; then
+    printf '%s\n' --bind-address=127.0.0.1 --port="$DB_PORT"
+  else
+    # A template's build (--make-db-template): the socket only, no port to pick.
+    printf '%s\n' --skip-networking
+  fi
 }
 
 db_admin() { mariadb --no-defaults --socket="$DB_DIR/mysql.sock" -uroot "$@"; }
@@ -231,31 +249,135 @@ start_db() {
 
 db_ready() { pid_alive "$1" && db_admin -e 'SELECT 1'; }
 
-# A fresh datadir gets the schema, the seed and an application account
-# limited to what the API does (as in the db image).
-init_db() {
-  [[ -f $DB_DIR/initialised ]] && return 0
-  log "initialising a MariaDB datadir in $DB_DIR"
+# The application's database and an account limited to what the API does
+# (as in the db image); the schema and the seed follow.
+# usage: app_account_sql PASSWORD
+app_account_sql() {
+  cat <<EOF
+CREATE DATABASE items CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER 'items'@'127.0.0.1' IDENTIFIED BY '$1';
+CREATE USER 'items'@'localhost' IDENTIFIED BY '$1';
+GRANT SELECT, INSERT, UPDATE, DELETE ON items.* TO 'items'@'127.0.0.1', 'items'@'localhost';
+EOF
+}
+
+# A new datadir in DB_DIR: MariaDB's system tables, then the application's
+# database, account (with PASSWORD), schema and seed. Leaves mariadbd running.
+# usage: create_datadir PASSWORD
+create_datadir() {
   rm -rf "$DB_DIR"
   # A private tmpdir: concurrent stacks must not share MariaDB's temp files.
   mkdir -p "$DB_DIR/data" "$DB_DIR/tmp"
-  ((EUID == 0)) && chown -R "$DB_USER" "$DB_DIR"
+  if ((EUID == 0)); then chown -R "$DB_USER" "$DB_DIR"; fi
   mariadb-install-db --no-defaults --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --user="$DB_USER" \
     --auth-root-authentication-method=socket --skip-test-db \
     >"$RUN_DIR/logs/mariadb-install.log" 2>&1 ||
     { cat "$RUN_DIR/logs/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
   start_db
-  local password
-  password=$(cat "$RUN_DIR/db-password")
-  db_admin <<EOF
-CREATE DATABASE items CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
-CREATE USER 'items'@'127.0.0.1' IDENTIFIED BY '$password';
-CREATE USER 'items'@'localhost' IDENTIFIED BY '$password';
-GRANT SELECT, INSERT, UPDATE, DELETE ON items.* TO 'items'@'127.0.0.1', 'items'@'localhost';
-EOF
+  app_account_sql "$1" | db_admin
   db_admin items <"$REPO/mysql/schema.sql"
   db_admin items <"$REPO/mysql/seed.sql"
+}
+
+# What a template's datadir depends on: this MariaDB, the user mariadbd runs
+# as (install-db gives it an admin account), the code that fills a datadir
+# and the files it reads. A template made from anything else is refused.
+db_template_fingerprint() {
+  {
+    echo "items db template 1"
+    mariadbd --version
+    printf 'DB_USER=%s\n' "$DB_USER"
+    declare -f create_datadir app_account_sql
+    cat "$REPO/mysql/my.cnf" "$REPO/mysql/schema.sql" "$REPO/mysql/seed.sql"
+  } | sha256sum | cut -d ' ' -f 1
+}
+
+# DB_TEMPLATE/data becomes DB_DIR/data: a copy, owned by DB_USER, so that no
+# stack ever writes to the template. Under a shared lock: --make-db-template
+# replaces an outdated template under the exclusive one.
+copy_db_template() {
+  local want
+  [[ -f $DB_TEMPLATE/.lock ]] ||
+    die "DB_TEMPLATE=$DB_TEMPLATE is not a directory made by scripts/run-local.sh --make-db-template"
+  want=$(db_template_fingerprint)
+  rm -rf "$DB_DIR"
+  mkdir -p "$DB_DIR/tmp"
+  (
+    flock -s 9
+    [[ $(cat "$DB_TEMPLATE/fingerprint" 2>/dev/null) == "$want" ]] ||
+      die "DB_TEMPLATE=$DB_TEMPLATE was not made by --make-db-template from this checkout's mysql/ files and this MariaDB: remake it (scripts/run-local.sh --make-db-template $DB_TEMPLATE) or unset DB_TEMPLATE"
+    cp -a "$DB_TEMPLATE/data" "$DB_DIR/data" || die "cannot copy $DB_TEMPLATE/data to $DB_DIR"
+  ) 9<"$DB_TEMPLATE/.lock" || exit 1
+  if ((EUID == 0)); then chown -R "$DB_USER" "$DB_DIR"; fi
+}
+
+# A fresh datadir gets the schema, the seed and the application account with
+# RUN_DIR's password: from DB_TEMPLATE when set (the template's password is
+# replaced: one statement), else initialised here.
+init_db() {
+  [[ -f $DB_DIR/initialised ]] && return 0
+  local password
+  password=$(cat "$RUN_DIR/db-password")
+  if [[ -n $DB_TEMPLATE ]]; then
+    log "copying the MariaDB datadir of DB_TEMPLATE=$DB_TEMPLATE to $DB_DIR"
+    copy_db_template
+    start_db
+    db_admin <<<"ALTER USER 'items'@'127.0.0.1' IDENTIFIED BY '$password', 'items'@'localhost' IDENTIFIED BY '$password';"
+  else
+    log "initialising a MariaDB datadir in $DB_DIR"
+    create_datadir "$password"
+  fi
   touch "$DB_DIR/initialised"
+}
+
+# Builds the template in a scratch RUN_DIR under /tmp (mariadbd's user may
+# not reach DIR, e.g. in a checkout under /root), stops mariadbd cleanly (a
+# copy then starts without crash recovery) and copies the datadir to DIR;
+# DIR/fingerprint, written last, marks it complete.
+# usage: build_db_template DIR FINGERPRINT
+build_db_template() {
+  local dir=$1 fingerprint=$2
+  rm -f "$dir/fingerprint"
+  rm -rf "$dir/data"
+  RUN_DIR=$(mktemp -d /tmp/items-db-template.XXXXXX)
+  DB_DIR=$RUN_DIR/db DB_PORT=""
+  trap 'stop_db; rm -rf "$RUN_DIR"' EXIT
+  chmod 755 "$RUN_DIR"
+  mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
+  touch "$RUN_DIR/logs/mariadb.log"
+  if ((EUID == 0)); then chown "$DB_USER" "$RUN_DIR/logs/mariadb.log"; fi
+  log "initialising a MariaDB datadir template in $dir"
+  # Without the lock's descriptor: mariadbd must not hold the lock.
+  create_datadir "$(random_secret)" 9>&-
+  stop_db
+  grep -q 'Shutdown complete' "$RUN_DIR/logs/mariadb.log" ||
+    { tail -n 30 "$RUN_DIR/logs/mariadb.log" >&2; die "mariadbd did not shut down cleanly"; }
+  cp -a "$DB_DIR/data" "$dir/data"
+  printf '%s\n' "$fingerprint" >"$dir/fingerprint"
+}
+
+# Idempotent and safe to run concurrently (an exclusive lock on DIR/.lock):
+# a DIR already made from the same inputs is left as it is.
+# usage: make_db_template DIR
+make_db_template() {
+  local dir=$1 want
+  [[ $dir == /* ]] || dir=$PWD/$dir
+  set_users
+  ensure_stack_packages
+  # Never another directory's contents: DIR/data is replaced.
+  if [[ -e $dir && ! -f $dir/.lock ]] && [[ ! -d $dir || -n $(ls -A "$dir") ]]; then
+    die "$dir exists and is not a template made by --make-db-template: choose a new directory"
+  fi
+  mkdir -p "$dir"
+  (
+    flock 9
+    want=$(db_template_fingerprint)
+    if [[ $(cat "$dir/fingerprint" 2>/dev/null) == "$want" ]]; then
+      log "the MariaDB datadir template in $dir is up to date"
+      exit 0
+    fi
+    build_db_template "$dir" "$want"
+  ) 9>>"$dir/.lock" || exit 1
 }
 
 start_pool() {
@@ -384,6 +506,11 @@ main() {
     -h | --help) usage; exit 0 ;;
     --detach) mode=detach ;;
     --stop) mode=stop ;;
+    --make-db-template)
+      [[ -n ${2:-} ]] || { usage >&2; exit 2; }
+      make_db_template "$2"
+      exit 0
+      ;;
     --db)
       case "${2:-}" in
         stop) mode=db-stop ;;

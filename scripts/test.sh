@@ -42,7 +42,9 @@ Runs the test suites (default: all, in this order):
                ctest/swarm/test_swarm.sh)
 
 As root on Debian it installs the packages it needs. Build directories go
-under TEST_BUILD_ROOT [REPO/build-test]; KEEP_TMP=1 keeps the stacks' files.
+under TEST_BUILD_ROOT [REPO/build-test], with db-template, the MariaDB datadir
+every stack starts from a copy of (DB_TEMPLATE, scripts/run-local.sh --help);
+KEEP_TMP=1 keeps the stacks' files.
 
 A suite's counts come from its runner's closing line, a line that is exactly
 "N passed, M failed[, K skipped]"; the suite fails whatever that line says
@@ -221,22 +223,40 @@ suite_static() {
   else
     f=$((f + 1))
   fi
-  local sources
-  mapfile -t sources < <(find "$REPO/fcgi-app/src" "$REPO/ctest/unit" -name '*.c' | sort)
-  if run_logged clang-tidy clang-tidy --quiet -p "$BUILD_ROOT/gcc" --warnings-as-errors='*' "${sources[@]}"; then
-    p=$((p + 1))
-  else
-    f=$((f + 1))
-  fi
-  # The fuzz harnesses are built by clang only: not in the gcc build's database.
-  local fuzz_sources
-  mapfile -t fuzz_sources < <(find "$REPO/ctest/fuzz" -name '*.c' | sort)
-  if run_logged clang-tidy-fuzz clang-tidy --quiet --warnings-as-errors='*' "${fuzz_sources[@]}" -- \
-    -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I"$REPO/fcgi-app/src" -I"$REPO/ctest/fuzz"; then
-    p=$((p + 1))
-  else
-    f=$((f + 1))
-  fi
+  # clang-tidy, the slow step: one process per file, as many at once as there
+  # are CPUs (xargs -P). Each file's report goes to a file of its own, then
+  # into the log whole and in file order (never interleaved). xargs exits
+  # non-zero (123) when any clang-tidy did: a finding (--warnings-as-errors).
+  local jobs tidy_dir group file rc
+  local -a files tidy_args
+  jobs=$(nproc 2>/dev/null || echo 2)
+  tidy_dir=$(mktemp -d "${TMPDIR:-/tmp}/items-tidy.XXXXXX")
+  for group in clang-tidy clang-tidy-fuzz; do
+    if [[ $group == clang-tidy ]]; then
+      mapfile -t files < <(find "$REPO/fcgi-app/src" "$REPO/ctest/unit" -name '*.c' | sort)
+      tidy_args=(--quiet -p "$BUILD_ROOT/gcc" --warnings-as-errors='*' '{}')
+    else
+      # The fuzz harnesses are built by clang only: not in the gcc build's database.
+      mapfile -t files < <(find "$REPO/ctest/fuzz" -name '*.c' | sort)
+      tidy_args=(--quiet --warnings-as-errors='*' '{}' -- -std=c11 -D_DEFAULT_SOURCE
+        -D_POSIX_C_SOURCE=200809L -I"$REPO/fcgi-app/src" -I"$REPO/ctest/fuzz")
+    fi
+    rc=0
+    # shellcheck disable=SC2016 # $1 and $@ belong to the sh -c script
+    printf '%s\0' "${files[@]}" | xargs -0 -P "$jobs" -I '{}' \
+      sh -c 'out=$1; shift; mkdir -p "${out%/*}" && exec clang-tidy "$@" >"$out" 2>&1' \
+      sh "$tidy_dir{}.log" "${tidy_args[@]}" || rc=$?
+    for file in "${files[@]}"; do
+      if [[ -f $tidy_dir$file.log ]]; then cat "$tidy_dir$file.log"; fi
+    done | tee "$LOG_DIR/$group.log"
+    if ((rc == 0 && ${#files[@]} > 0)); then
+      p=$((p + 1))
+    else
+      log "static: $group failed (xargs exit $rc, ${#files[@]} files)"
+      f=$((f + 1))
+    fi
+  done
+  rm -rf "$tidy_dir"
   local scripts
   mapfile -t scripts < <(find "$REPO/scripts" "$REPO/ctest" "$REPO/.ci" -name node_modules -prune -o \
     \( -name '*.sh' -o -path "$REPO/.ci/run" \) -type f -print | sort)
@@ -259,11 +279,14 @@ run_integration() {
 suite_integration() { run_integration integration; }
 
 suite_sanitizers() {
-  local dir=$BUILD_ROOT/asan
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  build_and_unit sanitizers-unit "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || return 0
-  run_integration sanitizers-integration "$dir/fcgi-app/items-fcgi"
+  local dir=$BUILD_ROOT/asan asan ubsan
+  # For this suite's commands only (as their environment): exported, they
+  # would reach every later suite (scripts/fuzz.sh has its own defaults).
+  asan=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  ubsan=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  ASAN_OPTIONS=$asan UBSAN_OPTIONS=$ubsan build_and_unit sanitizers-unit "$dir" \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || return 0
+  ASAN_OPTIONS=$asan UBSAN_OPTIONS=$ubsan run_integration sanitizers-integration "$dir/fcgi-app/items-fcgi"
 }
 
 suite_fuzz() {
@@ -283,7 +306,27 @@ suite_soak() {
     "$REPO/scripts/soak.sh" --duration "${SOAK_SECONDS:-60}"
 }
 
-suite_leak() { LEAK_BUILD_DIR=$BUILD_ROOT/leak run_counted leak "$REPO/ctest/leak/valgrind-10k.sh"; }
+# The worker the unit suite built (debugoptimized: -O2 -g) when valgrind can
+# read it: debug symbols (the report's stacks), no sanitizer runtime (ASan
+# and memcheck cannot share a process). Otherwise valgrind-10k.sh builds its
+# own (-O1 -g) in LEAK_BUILD_DIR.
+suite_leak() {
+  local binary=$BUILD_ROOT/gcc/fcgi-app/items-fcgi why=
+  [[ -f $binary ]] || suite_unit
+  if [[ ! -x $binary ]]; then
+    why="no $binary"
+  elif ! readelf -S -W "$binary" | grep '[.]debug_info' >/dev/null; then
+    why="$binary has no debug symbols"
+  elif readelf -s -W "$binary" | grep -E '__(asan|ubsan|tsan|msan)_' >/dev/null; then
+    why="$binary is built with a sanitizer"
+  fi
+  if [[ -z $why ]]; then
+    ITEMS_FCGI=$binary run_counted leak "$REPO/ctest/leak/valgrind-10k.sh"
+  else
+    log "leak: $why: valgrind-10k.sh builds its own worker"
+    LEAK_BUILD_DIR=$BUILD_ROOT/leak run_counted leak "$REPO/ctest/leak/valgrind-10k.sh"
+  fi
+}
 
 suite_bench() {
   local rc=0
@@ -308,6 +351,27 @@ suite_browser() {
 
 suite_selftest() { run_counted selftest "$REPO/ctest/selftest/test_selftest.sh"; }
 
+# The suites that start stacks (scripts/run-local.sh). Their datadirs are
+# copies of one template made here, once, instead of a mariadb-install-db each.
+STACK_SUITES=(integration sanitizers hostile soak leak bench browser)
+
+# Makes BUILD_ROOT/db-template (idempotent: kept while mysql/ and MariaDB are
+# unchanged) and exports DB_TEMPLATE, when one of SUITES starts stacks.
+# usage: prepare_db_template SUITE...
+prepare_db_template() {
+  local s
+  for s in "$@"; do
+    [[ " ${STACK_SUITES[*]} " == *" $s "* ]] || continue
+    if run_logged db-template "$REPO/scripts/run-local.sh" --make-db-template "$BUILD_ROOT/db-template"; then
+      export DB_TEMPLATE=$BUILD_ROOT/db-template
+    else
+      unset DB_TEMPLATE
+      record db-template 0 1 0 "run-local.sh --make-db-template failed: each stack initialises its own datadir"
+    fi
+    return 0
+  done
+}
+
 # The Docker suites skip (exit 77, "SKIP: reason") where no engine can run them.
 suite_compose() { run_counted compose "$REPO/ctest/compose/test_compose.sh"; }
 
@@ -328,6 +392,7 @@ main() {
   mkdir -p "$LOG_DIR"
   install_test_packages
   local started=$SECONDS
+  prepare_db_template "${suites[@]}"
   for s in "${suites[@]}"; do
     printf '\n=== suite %s ===\n' "$s"
     "suite_$s"
