@@ -397,12 +397,18 @@ main() {
   install_test_packages
   local started=$SECONDS
   prepare_db_template "${suites[@]}"
+  local times=() begun
   for s in "${suites[@]}"; do
     printf '\n=== suite %s ===\n' "$s"
+    begun=$SECONDS
     "suite_$s"
+    times+=("$s $((SECONDS - begun))s")
   done
   printf '\n=== summary (%ds, logs in %s) ===\n' "$((SECONDS - started))" "$LOG_DIR"
   printf '%s\n' "${SUMMARY[@]}"
+  local joined
+  joined=$(IFS=,; echo "${times[*]}")
+  printf 'time per suite: %s\n' "${joined//,/, }"
   if ((SKIPPED > 0)); then
     printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
   else
