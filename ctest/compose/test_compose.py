@@ -18,6 +18,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import checks  # noqa: E402 - after its path
+from checks import check, log, proc_status, report, tcp_listeners, wait_for  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
 PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
@@ -33,36 +37,6 @@ BIG_CLIENTS = int(os.environ.get("E2E_BIG_CLIENTS", "4"))
 BIG_PREFIX = "e2e big page "
 SERVICES = ("db", "api", "front")
 
-PASSED = 0
-FAILED = 0
-
-
-def report(name, ok, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok - {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}: {detail}", flush=True)
-    return ok
-
-
-def check(name, func):
-    """Runs func(); a falsy result, an AssertionError or any exception is a failure."""
-    try:
-        result = func()
-    except AssertionError as exc:
-        return report(name, False, str(exc) or "assertion failed")
-    except Exception as exc:  # noqa: BLE001 - every error is a failed check, reported
-        return report(name, False, f"{type(exc).__name__}: {exc}")
-    if result is False:
-        return report(name, False, "returned false")
-    return report(name, True)
-
-
-def log(msg):
-    print(f"# {msg}", flush=True)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -122,15 +96,6 @@ def host_pids(container):
     return [int(p) for p in out[1:]]
 
 
-def proc_status(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
 def proc_cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
@@ -139,17 +104,6 @@ def proc_cmdline(pid):
 def worker_pids(container):
     out = docker("top", container, "-eo", "pid,args").stdout.splitlines()[1:]
     return sorted(int(line.split()[0]) for line in out if "items-fcgi" in line and "multiwatch" not in line)
-
-
-def wait_for(predicate, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 # --- HTTP --------------------------------------------------------------------------------------------
@@ -387,28 +341,6 @@ def check_network():
 
 
 # --- trust at the FastCGI socket ---------------------------------------------------------------------
-
-
-def tcp_listeners(pid):
-    """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
-    process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""
-    found = []
-    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        try:
-            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
-                lines = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
-                continue
-            addr_hex, port_hex = fields[1].split(":")
-            raw = bytes.fromhex(addr_hex)
-            # the kernel prints the address as 32-bit words in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
-    return found
 
 
 def edge_network():
@@ -924,8 +856,7 @@ def main():
 
 
 def finish():
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 0 if FAILED == 0 and PASSED > 0 else 1
+    return checks.finish()
 
 
 SECRETS_DIR = ""

@@ -26,6 +26,15 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import checks  # noqa: E402 - after its path
+from checks import check, log, proc_status, report, tcp_listeners  # noqa: E402
+
+
+def wait_for(predicate, timeout, interval=0.5):
+    return checks.wait_for(predicate, timeout, interval)
+
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STACK = os.environ.get("SWARM_STACK", "items-swarm-e2e")
 REPLICAS = 3
@@ -36,40 +45,10 @@ LOAD_MAX_SECONDS = 150  # no load loop runs longer than this, whatever happens
 SERVICES = ("db", "api", "front")
 UID = {"front": 10001, "api": 10002, "db": 10003}
 
-PASSED = 0
-FAILED = 0
 PORT = 0
 SECRETS_DIR = ""
 SECRETS = {}
 FIGURES = []  # lines for the closing summary
-
-
-def report(name, ok, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok - {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}: {detail}", flush=True)
-    return ok
-
-
-def check(name, func):
-    """Runs func(); a falsy result, an AssertionError or any exception is a failure."""
-    try:
-        result = func()
-    except AssertionError as exc:
-        return report(name, False, str(exc) or "assertion failed")
-    except Exception as exc:  # noqa: BLE001 - every error is a failed check, reported
-        return report(name, False, f"{type(exc).__name__}: {exc}")
-    if result is False:
-        return report(name, False, "returned false")
-    return report(name, True)
-
-
-def log(msg):
-    print(f"# {msg}", flush=True)
 
 
 def figure(msg):
@@ -133,47 +112,6 @@ def inspect(container):
 def host_pids(container):
     out = docker("top", container, "-eo", "pid").stdout.split()
     return [int(p) for p in out[1:]]
-
-
-def proc_status(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
-def wait_for(predicate, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def tcp_listeners(pid):
-    """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
-    process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""
-    found = []
-    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        try:
-            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
-                lines = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
-                continue
-            addr_hex, port_hex = fields[1].split(":")
-            raw = bytes.fromhex(addr_hex)
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
-    return found
 
 
 def swarm_state():
@@ -914,8 +852,7 @@ def finish():
         print("# figures:", flush=True)
         for line in FIGURES:
             print(f"#   {line}", flush=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 0 if FAILED == 0 and PASSED > 0 else 1
+    return checks.finish()
 
 
 if __name__ == "__main__":

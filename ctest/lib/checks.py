@@ -1,0 +1,95 @@
+"""What the end-to-end suites (ctest/compose, ctest/swarm) share: reporting
+each check as it runs and the closing line "N passed, M failed" that
+scripts/test.sh counts, and small helpers that read a container's processes
+from the host.
+
+    import checks
+    checks.check("front answers", lambda: ...)
+    sys.exit(checks.finish())
+"""
+
+import socket
+import time
+
+_counts = {"passed": 0, "failed": 0}
+
+
+def log(msg):
+    print(f"# {msg}", flush=True)
+
+
+def report(name, ok, detail=""):
+    if ok:
+        _counts["passed"] += 1
+        print(f"ok - {name}", flush=True)
+    else:
+        _counts["failed"] += 1
+        print(f"FAIL - {name}: {detail}", flush=True)
+    return ok
+
+
+def check(name, func):
+    """Runs func(); a falsy result, an AssertionError or any exception is a failure."""
+    try:
+        result = func()
+    except AssertionError as exc:
+        return report(name, False, str(exc) or "assertion failed")
+    except Exception as exc:  # noqa: BLE001 - every error is a failed check, reported
+        return report(name, False, f"{type(exc).__name__}: {exc}")
+    if result is False:
+        return report(name, False, "returned false")
+    return report(name, True)
+
+
+def failed():
+    return _counts["failed"]
+
+
+def finish():
+    """Prints the closing line; the exit status: 0 only if something passed and nothing failed."""
+    print(f"{_counts['passed']} passed, {_counts['failed']} failed", flush=True)
+    return 0 if _counts["failed"] == 0 and _counts["passed"] > 0 else 1
+
+
+def wait_for(predicate, timeout, interval=0.25):
+    """Polls predicate until it returns a true value or timeout seconds pass; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict (Uid, CapEff, ...)."""
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def tcp_listeners(pid):
+    """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
+    process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""
+    found = []
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            # the kernel prints the address as 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
+    return found
