@@ -170,6 +170,39 @@ test_steal(void)
 	buf_finish(&b);
 }
 
+/* A stream's chunk buffer: emptied after each part, its memory kept. */
+static void
+test_clear(void)
+{
+	struct buf b;
+	const char *kept;
+	size_t cap;
+
+	buf_init(&b, 1 << 20);
+	buf_clear(&b);
+	CHECK(b.data == NULL);
+	CHECK_INT_EQ(b.len, 0);
+	buf_adds(&b, "a first part");
+	kept = b.data;
+	cap = b.cap;
+	buf_clear(&b);
+	CHECK_INT_EQ(b.len, 0);
+	CHECK(b.data == kept);
+	CHECK_INT_EQ(b.cap, cap);
+	CHECK_STR_EQ(b.data, "");
+	CHECK_INT_EQ(buf_adds(&b, "second"), 0);
+	CHECK_STR_EQ(b.data, "second");
+	buf_finish(&b);
+
+	/* A failure is not cleared: the stream must still see it. */
+	buf_init(&b, 4);
+	CHECK_INT_EQ(buf_adds(&b, "too long"), -1);
+	buf_clear(&b);
+	CHECK(b.failed);
+	CHECK_INT_EQ(buf_adds(&b, "x"), -1);
+	buf_finish(&b);
+}
+
 int
 main(void)
 {
@@ -178,5 +211,6 @@ main(void)
 	test_printf();
 	test_cap();
 	test_steal();
+	test_clear();
 	return check_finish();
 }

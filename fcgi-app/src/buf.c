@@ -109,6 +109,14 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
+void
+buf_clear(struct buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+
 char *
 buf_steal(struct buf *b, size_t *len)
 {

@@ -31,6 +31,9 @@ int	buf_printf(struct buf *b, const char *fmt, ...)
 int	buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	    __attribute__((format(printf, 2, 0)));
 
+/* Empties the buffer, keeping its memory for what is added next (a failure stays). */
+void	buf_clear(struct buf *b);
+
 /* Hands the contents (malloc'd, NUL-terminated) to the caller; NULL after a failure. */
 char	*buf_steal(struct buf *b, size_t *len);
 

@@ -140,7 +140,6 @@ int
 fcgi_accept(struct fcgi *f, struct request *req)
 {
 	const char *internal;
-
 	int rc;
 
 	/* EAGAIN: no request within FCGI_IO_TIMEOUT_S (fcgi_set_timeouts()). */

@@ -94,7 +94,7 @@ page_flush(struct page_writer *pw)
 	if (pw->out.failed)
 		return -1;
 	rc = response_write(pw->resp, pw->out.data, pw->out.len);
-	pw->out.len = 0;
+	buf_clear(&pw->out);
 	return rc;
 }
 
@@ -173,7 +173,7 @@ items_list(struct app *app, const struct request *req,
 	    (int64_t)page.limit + 1, page_hold_row, &pw);
 	if (status != DB_OK)
 		respond_db_failure(resp, status);
-	else if (!pw.held_all && resp->stream != NULL)
+	else if (!pw.held_all)
 		page_stream(app, req, &pw, page.after);
 	else {
 		if (pw.more)
