@@ -255,10 +255,11 @@ class LogBoundsTest(harness.StackTestCase):
         for name, unit in FILLERS:
             for n in FILLER_LENGTHS:
                 sent["lb-p-%s-%d" % (name, n)] = b"/items/" + filled(unit, n)
+        # With a long method too: the route (404) is decided first.
+        methods = {rid: b"GET" if len(path) % 2 else b"P" * len(path)
+                   for rid, path in sent.items()}
         for rid, path in sent.items():
-            # With a long method too: the route (404) is decided first.
-            method = b"GET" if len(path) % 2 else b"P" * len(path)
-            r = self.fcgi(method, path, rid)
+            r = self.fcgi(methods[rid], path, rid)
             self.assertJSONAnswer(r, 404, rid)
         found = self.lines_by(offset, "request_id", sent)
         for rid, path in sent.items():
@@ -266,8 +267,7 @@ class LogBoundsTest(harness.StackTestCase):
             entry = found[rid][0][0]
             self.assertEqual(entry.get("status"), 404, entry)
             self.assertBoundedField(found[rid][0], "path", path, PATH_MAX)
-            method = b"GET" if len(path) % 2 else b"P" * len(path)
-            self.assertBoundedField(found[rid][0], "method", method,
+            self.assertBoundedField(found[rid][0], "method", methods[rid],
                                     METHOD_MAX)
         self.assertEqual(self.stack.worker_pids(), pids,
                          "a worker died during the requests")
