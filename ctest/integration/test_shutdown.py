@@ -271,8 +271,17 @@ class RepeatedStopSignalTest(unittest.TestCase):
                 self.stop_and_check(proc, pid, log_path, burst)
 
     def stop_and_check(self, proc, pid, log_path, burst):
+        # The worker is held stopped while the whole burst is queued, so every
+        # signal is pending at once when it resumes: sent one by one, the
+        # first could end the worker (and strace, its parent when traced,
+        # reap it) before the next is sent.
+        os.kill(pid, signal.SIGSTOP)
+        self.assertTrue(wait_until(lambda: proc_state(pid) in ("T", "t"),
+                                   EXIT_SECONDS),
+                        "the worker never stopped on SIGSTOP")
         for sig in burst:
             os.kill(pid, sig)
+        os.kill(pid, signal.SIGCONT)
         try:
             code = proc.wait(timeout=EXIT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -293,6 +302,9 @@ class RepeatedStopSignalTest(unittest.TestCase):
         self.stop_and_check(proc, pid, log_path,
                             (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT))
         calls = self.read(trace)
+        for name in ("SIGUSR1", "SIGTERM", "SIGINT"):
+            self.assertRegex(calls, r"(?m)^--- %s " % name,
+                             "the worker never received %s" % name)
         self.assertEqual(len(re.findall(r"^close\(0\)", calls, re.M)), 1,
                          calls)
 
