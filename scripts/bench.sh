@@ -131,28 +131,6 @@ wants() { [[ $STEPS == *",$1,"* ]]; }
 ENV_RUN_DIR=${RUN_DIR:-}
 STARTED_STACK=0 RUN_DIR="" OUT_DIR="" BASE=""
 
-# Four consecutive free loopback ports from a random base, below the
-# kernel's ephemeral range: a port it has handed to an outgoing connection
-# passes the connect test yet cannot be bound.
-pick_ports() {
-  local tries base p ok lo=10000 hi=32000 first
-  if read -r first _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((first > lo + 1000)); then
-    hi=$((first - 4))
-  fi
-  for ((tries = 0; tries < 50; tries++)); do
-    base=$((lo + RANDOM % (hi - lo)))
-    ok=1
-    for ((p = base; p < base + 4; p++)); do
-      port_free "$p" || { ok=0; break; }
-    done
-    if ((ok)); then
-      HTTP_PORT=$base METRICS_PORT=$((base + 1)) DB_PORT=$((base + 2)) FCGI_PORT=$((base + 3))
-      return 0
-    fi
-  done
-  die "no four consecutive free ports found on 127.0.0.1"
-}
-
 cleanup() {
   local rc=$?
   if ((STARTED_STACK)); then
@@ -175,16 +153,17 @@ start_stack() {
   RUN_DIR=$(mktemp -d /tmp/items-bench.XXXXXX)
   chmod 755 "$RUN_DIR"
   STARTED_STACK=1
-  pick_ports
-  log "starting a stack in $RUN_DIR (http 127.0.0.1:$HTTP_PORT, workers ${FCGI_WORKERS:-$(nproc)})"
-  if ! env -u API_TOKEN -u NO_TOKEN RUN_DIR="$RUN_DIR" HTTP_PORT="$HTTP_PORT" \
-    METRICS_PORT="$METRICS_PORT" DB_PORT="$DB_PORT" FCGI_PORT="$FCGI_PORT" \
+  log "starting a stack in $RUN_DIR (free ports, workers ${FCGI_WORKERS:-$(nproc)})"
+  # run-local.sh chooses the ports (again if one is taken meanwhile).
+  if ! env -u API_TOKEN -u NO_TOKEN RUN_DIR="$RUN_DIR" HTTP_PORT=auto \
+    METRICS_PORT=auto DB_PORT=auto FCGI_PORT=auto \
     WRITE_RATE="${WRITE_RATE:-100000r/s}" WRITE_BURST="${WRITE_BURST:-100000}" \
     "$REPO/scripts/run-local.sh" --detach >"$RUN_DIR/bench-stack.log" 2>&1; then
     cat "$RUN_DIR/bench-stack.log" >&2
     die "the stack did not start"
   fi
-  BASE=http://127.0.0.1:$HTTP_PORT
+  BASE=http://127.0.0.1:$(saved_setting "$RUN_DIR" HTTP_PORT)
+  log "the stack is up at $BASE"
   OUT_DIR=$RUN_DIR/bench
   mkdir -p "$OUT_DIR"
 }

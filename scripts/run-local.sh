@@ -28,6 +28,12 @@ As root it installs the Debian packages it needs.
 
 Environment (defaults in brackets):
   HTTP_PORT      public port of nginx [8080]
+                 (any port may be "auto": a free one is chosen, and chosen
+                 again if it is taken before the daemon binds it; the ports
+                 used are printed and saved in RUN_DIR/env)
+  AUTO_PORT_RANGE where "auto" ports come from, LOW-HIGH [20000-32767:
+                 below the kernel's ephemeral range, so that no outgoing
+                 connection takes one meanwhile]
   METRICS_PORT   internal port of nginx serving /metrics [8081]
   DB_PORT        mariadbd TCP port [3307]
   WORKER_DB_PORT the port the workers connect to [DB_PORT]: for fault drills
@@ -50,6 +56,10 @@ Environment (defaults in brackets):
                  files or another MariaDB [unset: initialise]
 
 Ports and settings are remembered in RUN_DIR/env for --stop and --db.
+
+Exit status: 0 once the stack is up; 75 when a port is already in use on
+127.0.0.1 (a start with only fixed ports is not retried); 1 on any other
+failure. A failed start leaves nothing running.
 EOF
 }
 
@@ -63,15 +73,15 @@ load_settings() {
   HTTP_PORT=${HTTP_PORT:-${SAVED_HTTP_PORT:-8080}}
   METRICS_PORT=${METRICS_PORT:-${SAVED_METRICS_PORT:-8081}}
   DB_PORT=${DB_PORT:-${SAVED_DB_PORT:-3307}}
-  WORKER_DB_PORT=${WORKER_DB_PORT:-${SAVED_WORKER_DB_PORT:-$DB_PORT}}
+  # Empty: DB_PORT's, once an "auto" DB_PORT is chosen.
+  WORKER_DB_PORT=${WORKER_DB_PORT:-${SAVED_WORKER_DB_PORT:-}}
   FCGI_PORT=${FCGI_PORT:-${SAVED_FCGI_PORT:-9000}}
   FCGI_WORKERS=${FCGI_WORKERS:-${SAVED_FCGI_WORKERS:-$(nproc)}}
   FCGI_TRANSPORT=${FCGI_TRANSPORT:-${SAVED_FCGI_TRANSPORT:-unix}}
   case $FCGI_TRANSPORT in
     # A unix socket spares nginx and the workers a TCP handshake and
     # teardown per request (docs/performance.md).
-    unix) FCGI_ADDRESS=unix:$RUN_DIR/api/fcgi.sock ;;
-    tcp) FCGI_ADDRESS=127.0.0.1:$FCGI_PORT ;;
+    unix | tcp) ;;
     *) die "FCGI_TRANSPORT must be unix or tcp, not $FCGI_TRANSPORT" ;;
   esac
   BUILD_DIR=${BUILD_DIR:-$REPO/build}
@@ -95,11 +105,14 @@ set_users() {
 }
 
 save_settings() {
+  # Saved only when it is not DB_PORT's: an "auto" DB_PORT changes per start.
+  local worker_db_port=$WORKER_DB_PORT
+  if [[ $worker_db_port == "$DB_PORT" ]]; then worker_db_port=""; fi
   cat >"$RUN_DIR/env" <<EOF
 SAVED_HTTP_PORT=$HTTP_PORT
 SAVED_METRICS_PORT=$METRICS_PORT
 SAVED_DB_PORT=$DB_PORT
-SAVED_WORKER_DB_PORT=$WORKER_DB_PORT
+SAVED_WORKER_DB_PORT=$worker_db_port
 SAVED_FCGI_PORT=$FCGI_PORT
 SAVED_FCGI_WORKERS=$FCGI_WORKERS
 SAVED_FCGI_TRANSPORT=$FCGI_TRANSPORT
@@ -109,18 +122,72 @@ SAVED_WRITE_BURST=$WRITE_BURST
 EOF
 }
 
+# Exit status of a start that failed because a port is taken: the caller
+# (or the retry below, for "auto" ports) may try other ports.
+readonly EXIT_PORT_IN_USE=75
+readonly PORT_IN_USE_LOG='Address already in use'
+
+# The listening ports of this start: every one when FCGI_TRANSPORT=tcp.
+listen_port_names() {
+  printf '%s\n' HTTP_PORT METRICS_PORT DB_PORT
+  if [[ $FCGI_TRANSPORT == tcp ]]; then echo FCGI_PORT; fi
+}
+
+# Ports given as "auto", chosen afresh by pick_auto_ports before each try.
+AUTO_PORTS=() WORKER_DB_PORT_FOLLOWS=0
+find_auto_ports() {
+  local name
+  AUTO_PORTS=()
+  if [[ -z $WORKER_DB_PORT ]]; then WORKER_DB_PORT_FOLLOWS=1; fi
+  while read -r name; do
+    if [[ ${!name} == auto ]]; then AUTO_PORTS+=("$name"); fi
+  done < <(listen_port_names)
+}
+
+# Random free ports in AUTO_PORT_RANGE, distinct from each other and from
+# the fixed ports of this start.
+pick_auto_ports() {
+  local name port taken=" " tries low high
+  local range=${AUTO_PORT_RANGE:-20000-32767}
+  [[ $range =~ ^([0-9]+)-([0-9]+)$ ]] || die "AUTO_PORT_RANGE=$range is not LOW-HIGH"
+  low=${BASH_REMATCH[1]} high=${BASH_REMATCH[2]}
+  ((low >= 1 && low <= high && high <= 65535)) || die "AUTO_PORT_RANGE=$range is not a range of ports"
+  while read -r name; do
+    [[ " ${AUTO_PORTS[*]} " == *" $name "* ]] || taken+="${!name} "
+  done < <(listen_port_names)
+  for name in "${AUTO_PORTS[@]}"; do
+    for ((tries = 0; ; tries++)); do
+      ((tries < 1000)) || die "no free port for $name in AUTO_PORT_RANGE=$range on 127.0.0.1"
+      port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+      [[ $taken == *" $port "* ]] && continue
+      port_free "$port" && break
+    done
+    printf -v "$name" '%s' "$port"
+    taken+="$port "
+  done
+  if ((WORKER_DB_PORT_FOLLOWS)); then WORKER_DB_PORT=$DB_PORT; fi
+  FCGI_ADDRESS=unix:$RUN_DIR/api/fcgi.sock
+  if [[ $FCGI_TRANSPORT == tcp ]]; then FCGI_ADDRESS=127.0.0.1:$FCGI_PORT; fi
+}
+
+# Ports still "auto" (not yet picked) are skipped.
 check_ports_free() {
   local name port
-  local names=(HTTP_PORT METRICS_PORT DB_PORT)
-  [[ $FCGI_TRANSPORT == tcp ]] && names+=(FCGI_PORT)
-  for name in "${names[@]}"; do
+  while read -r name; do
     port=${!name}
+    [[ $port == auto ]] && continue
     if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
-      die "$name=$port is not a port number"
+      die "$name=$port is not a port number (nor auto)"
     fi
-    port_free "$port" || die "port $port ($name) is already in use on 127.0.0.1: choose another with $name=..."
-  done
+    if ! port_free "$port"; then
+      printf 'error: port %s (%s) is already in use on 127.0.0.1: choose another with %s=... (or %s=auto)\n' \
+        "$port" "$name" "$name" "$name" >&2
+      exit "$EXIT_PORT_IN_USE"
+    fi
+  done < <(listen_port_names)
   # Not checked for being free: a drill's proxy may already listen there.
+  # Empty until pick_auto_ports: DB_PORT's.
+  [[ -n $WORKER_DB_PORT ]] || return 0
   if ! [[ $WORKER_DB_PORT =~ ^[0-9]+$ ]] || ((WORKER_DB_PORT < 1 || WORKER_DB_PORT > 65535)); then
     die "WORKER_DB_PORT=$WORKER_DB_PORT is not a port number"
   fi
@@ -243,11 +310,14 @@ start_db() {
   setsid mariadbd "${args[@]}" </dev/null >>"$RUN_DIR/logs/mariadb.log" 2>&1 &
   pid=$!
   echo "$pid" >"$RUN_DIR/pids/mariadb.pid"
-  wait_until 60 "mariadbd to accept connections" db_ready "$pid" ||
-    { tail -n 30 "$RUN_DIR/logs/mariadb.log" >&2; die "mariadbd did not start"; }
+  if ! wait_until 60 "mariadbd to accept connections" db_ready_or_gone "$pid" || ! pid_alive "$pid"; then
+    tail -n 30 "$RUN_DIR/logs/mariadb.log" >&2
+    die "mariadbd did not start"
+  fi
 }
 
-db_ready() { pid_alive "$1" && db_admin -e 'SELECT 1'; }
+# True once mariadbd answers, or once it has exited (no use waiting longer).
+db_ready_or_gone() { ! pid_alive "$1" || db_admin -e 'SELECT 1'; }
 
 # The application's database and an account limited to what the API does
 # (as in the db image); the schema and the seed follow.
@@ -473,18 +543,52 @@ EOF
 
 # A start that fails half-way leaves nothing running. An EXIT trap, since
 # die exits without an ERR trap firing (nor does set -e inside a function).
+# A daemon that could not bind its port makes the start's status 75; its
+# log is set aside, so that the next try's failure is judged on its own.
 abort_start() {
-  local rc=$?
+  local rc=$? f in_use=0
   ((rc == 0)) && return
-  compgen -G "$RUN_DIR/pids/*.pid" >/dev/null || return 0
-  log "start-up failed: stopping what was started"
-  stop_all
+  if compgen -G "$RUN_DIR/pids/*.pid" >/dev/null; then
+    log "start-up failed: stopping what was started"
+    stop_all
+  fi
+  for f in "$RUN_DIR"/logs/*.log; do
+    if grep -qs "$PORT_IN_USE_LOG" "$f"; then
+      in_use=1
+      mv "$f" "$f.port-in-use"
+      log "a daemon could not bind its port ($PORT_IN_USE_LOG): see $f.port-in-use"
+    fi
+  done
+  if ((in_use)); then exit "$EXIT_PORT_IN_USE"; fi
 }
 
+# Tries the start up to 5 times while it fails on a taken "auto" port.
 start_all() {
   if pid_alive "$(read_pid nginx)" || pid_alive "$(read_pid pool)" || pid_alive "$(read_pid mariadb)"; then
     die "a stack is already running under RUN_DIR=$RUN_DIR (stop it with --stop)"
   fi
+  find_auto_ports
+  # A fixed port already taken fails at once: no other try would free it.
+  check_ports_free
+  local try rc
+  for ((try = 1; ; try++)); do
+    pick_auto_ports
+    # In a subshell, so that a failed try's exit stops only the try; not
+    # under ||, which would switch set -e off inside it.
+    set +e
+    (
+      set -e
+      start_once
+    )
+    rc=$?
+    set -e
+    ((rc == 0)) && return 0
+    if ((rc != EXIT_PORT_IN_USE || ${#AUTO_PORTS[@]} == 0 || try == 5)); then exit "$rc"; fi
+    log "a port was taken before it was bound: trying other ports (${AUTO_PORTS[*]})"
+  done
+}
+
+start_once() {
   trap abort_start EXIT
   check_ports_free
   ensure_stack_packages
@@ -534,6 +638,8 @@ main() {
     db-stop) stop_db; log "mariadbd stopped" ;;
     db-start)
       pid_alive "$(read_pid mariadb)" && die "mariadbd is already running"
+      # The port this stack's start chose, not a new one.
+      if [[ $DB_PORT == auto ]]; then DB_PORT=${SAVED_DB_PORT:?no saved DB_PORT under RUN_DIR=$RUN_DIR}; fi
       start_db; log "mariadbd started" ;;
     detach)
       start_all

@@ -2,7 +2,8 @@
 stack's WORKER_DB_PORT, see scripts/run-local.sh --help): what a fault
 drill puts on the path to the database.
 
-    proxy = DbProxy(proxy_port, db_port)
+    proxy = DbProxy(db_port)   # or a function returning it, asked per connection
+    proxy.port             # where it listens (a free port it bound)
     proxy.delay = 0.35     # each chunk the server sends arrives this late
     proxy.drop_all()       # close every open connection
     proxy.close()
@@ -15,9 +16,10 @@ import time
 
 class DbProxy:
     """Forwards 127.0.0.1:port to 127.0.0.1:target, one thread per
-    direction and connection."""
+    direction and connection. `target`: a port, or a function returning it
+    (the stack's database port is known only once its start has chosen it)."""
 
-    def __init__(self, port, target):
+    def __init__(self, target):
         self.target = target
         self.delay = 0.0
         self.closed = False
@@ -25,7 +27,8 @@ class DbProxy:
         self.conns = []
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
         self.listener.listen(64)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -36,7 +39,9 @@ class DbProxy:
             except OSError:
                 return
             try:
-                server = socket.create_connection(("127.0.0.1", self.target),
+                target = self.target() if callable(self.target) \
+                    else self.target
+                server = socket.create_connection(("127.0.0.1", target),
                                                   timeout=5)
                 server.settimeout(None)
             except OSError:

@@ -82,39 +82,6 @@ class Response:
             "..." if len(self.body) > 300 else "")
 
 
-# Ports for the stacks come from below the kernel's ephemeral range
-# (ip_local_port_range, 32768 and up by default): a port chosen free and
-# released before run-local.sh binds it cannot be taken meanwhile by an
-# outgoing connection (the workers' own connections to MariaDB among them).
-PORT_RANGE = (20000, 32767)
-
-
-def free_ports(count):
-    """Return `count` distinct free TCP ports on 127.0.0.1, picked at random
-    in PORT_RANGE. All sockets are held open together so that one port is
-    not returned twice."""
-    rng = random.SystemRandom()
-    socks = []
-    try:
-        for _ in range(200 * count):
-            if len(socks) == count:
-                break
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind(("127.0.0.1", rng.randint(*PORT_RANGE)))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-        if len(socks) < count:
-            raise StackError("no %d free ports in %d..%d" % ((count,)
-                                                            + PORT_RANGE))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def run_concurrently(count, func, timeout=60.0):
     """Run func(i) for i in range(count) in `count` threads released
     together; return the results in order (an exception is a result)."""
@@ -179,10 +146,16 @@ class Stack:
     from RUN_DIR/api-token). `no_token=True` starts with writes disabled.
     `env`: extra environment for run-local.sh (e.g. {"TZ": ...}).
     `repo_root`: the checkout whose scripts/run-local.sh starts the stack
-    (default: this one)."""
+    (default: this one). Ports not given in `env` are "auto": run-local.sh
+    binds free ones (choosing again when one is taken before its daemon
+    binds it) and saves them in RUN_DIR/env, where start() reads them.
+    `start=False`: the caller calls start(), e.g. once a proxy knows where
+    to find the stack's database (saved_ports())."""
+
+    PORT_NAMES = ("HTTP_PORT", "METRICS_PORT", "DB_PORT", "FCGI_PORT")
 
     def __init__(self, workers=2, token=None, no_token=False, env=None,
-                 repo_root=None):
+                 repo_root=None, start=True):
         self.repo_root = repo_root or REPO_ROOT
         self.run_local = os.path.join(self.repo_root, "scripts",
                                       "run-local.sh")
@@ -193,12 +166,14 @@ class Stack:
         # As root the daemons run as other users: they must reach RUN_DIR.
         os.chmod(self.tmp, 0o755)
         self.run_dir = os.path.join(self.tmp, "run")
-        (self.http_port, self.metrics_port, self.db_port,
-         self.fcgi_port) = free_ports(4)
+        self.http_port = self.metrics_port = None
+        self.db_port = self.fcgi_port = None
         self.env = self._environment(env or {})
         self.stopped = False
         self.start_output = ""
         atexit.register(self.stop)
+        if not start:
+            return
         try:
             self.start()
         except BaseException:
@@ -214,12 +189,9 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env.update({
             "RUN_DIR": self.run_dir,
-            "HTTP_PORT": str(self.http_port),
-            "METRICS_PORT": str(self.metrics_port),
-            "DB_PORT": str(self.db_port),
-            "FCGI_PORT": str(self.fcgi_port),
             "FCGI_WORKERS": str(self.workers),
         })
+        env.update((name, "auto") for name in self.PORT_NAMES)
         if self.no_token:
             env["NO_TOKEN"] = "1"
         elif self.token is not None:
@@ -271,6 +243,17 @@ class Stack:
                 "run-local.sh --detach exited %d after %.1f s\n%s\n%s"
                 % (proc.returncode, time.monotonic() - begin,
                    self.start_output, self.logs()))
+        ports = self.saved_ports()
+        (self.http_port, self.metrics_port, self.db_port,
+         self.fcgi_port) = (ports[name] for name in self.PORT_NAMES)
+        # A restart and --db start reuse these ports, not new ones.
+        self.env.update((name, str(ports[name])) for name in self.PORT_NAMES
+                        if ports[name] is not None)
+        sys.stderr.write("# stack %s on 127.0.0.1: http %s, metrics %s, db %s"
+                         "%s\n" % (self.run_dir, self.http_port,
+                                   self.metrics_port, self.db_port,
+                                   "" if self.fcgi_port is None
+                                   else ", fcgi %d" % self.fcgi_port))
         if self.token is None and not self.no_token:
             with open(os.path.join(self.run_dir, "api-token")) as f:
                 self.token = f.read().strip()
@@ -310,6 +293,21 @@ class Stack:
                    "" if os.environ.get("KEEP_TMP") == "1"
                    else " (removed; KEEP_TMP=1 keeps it)",
                    "\n\n".join(reports)))
+
+    def saved_ports(self):
+        """The ports run-local.sh chose for this stack, from RUN_DIR/env
+        (written before the database starts): {"HTTP_PORT": 20123, ...}."""
+        ports = {}
+        with open(os.path.join(self.run_dir, "env")) as f:
+            for line in f:
+                name, _, value = line.strip().partition("=")
+                if name.startswith("SAVED_") and name[6:] in self.PORT_NAMES:
+                    # FCGI_PORT is unused (so still "auto") on a unix socket.
+                    ports[name[6:]] = int(value) if value.isdigit() else None
+        return ports
+
+    def saved_db_port(self):
+        return self.saved_ports()["DB_PORT"]
 
     def restart(self):
         """--stop then --detach on the same RUN_DIR and ports."""

@@ -23,7 +23,7 @@ import unittest
 
 import stack as harness
 from dbproxy import DbProxy
-from stack import free_ports, main, wait_until
+from stack import main, wait_until
 
 CONTRACT_SECONDS = 2.0
 WORKERS = 2
@@ -114,8 +114,9 @@ class BlackHoleTest(harness.StackTestCase):
 
     @classmethod
     def setUpClass(cls):
-        db_port, proxy_port = free_ports(2)
-        cls.hole = BlackHole(proxy_port)
+        cls.proxy = DbProxy(None)
+        cls.addClassCleanup(cls.proxy.close)
+        cls.hole = BlackHole(cls.proxy.port)
         why = cls.hole.available()
         if why is not None:
             # Under CI a skip would pass a run that tested nothing of it.
@@ -124,12 +125,12 @@ class BlackHoleTest(harness.StackTestCase):
                                      % why)
             raise unittest.SkipTest("no firewall to drop packets with: %s"
                                     % why)
-        cls.proxy = DbProxy(proxy_port, db_port)
-        cls.addClassCleanup(cls.proxy.close)
-        cls.stack = harness.Stack(workers=WORKERS, token=TOKEN, env={
-            "DB_PORT": str(db_port), "WORKER_DB_PORT": str(proxy_port)})
+        cls.stack = harness.Stack(workers=WORKERS, token=TOKEN, start=False,
+                                  env={"WORKER_DB_PORT": str(cls.proxy.port)})
         cls.addClassCleanup(cls.stack.stop)
         cls.addClassCleanup(cls.hole.remove)
+        cls.proxy.target = cls.stack.saved_db_port
+        cls.stack.start()
 
     def connect_every_worker(self):
         """Each live worker has opened its database connection (its first

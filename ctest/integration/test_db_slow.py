@@ -14,7 +14,7 @@ import time
 
 import stack as harness
 from dbproxy import DbProxy
-from stack import free_ports, main, wait_until
+from stack import main, wait_until
 
 CONTRACT_SECONDS = 2.0
 # Per packet from the server: each step of a connect stays far below the
@@ -27,12 +27,13 @@ class SlowDatabaseTest(harness.StackTestCase):
 
     @classmethod
     def setUpClass(cls):
-        db_port, proxy_port = free_ports(2)
-        cls.proxy = DbProxy(proxy_port, db_port)
+        cls.proxy = DbProxy(None)
         cls.addClassCleanup(cls.proxy.close)
-        cls.stack = harness.Stack(workers=cls.workers, env={
-            "DB_PORT": str(db_port), "WORKER_DB_PORT": str(proxy_port)})
+        cls.stack = harness.Stack(workers=cls.workers, start=False, env={
+            "WORKER_DB_PORT": str(cls.proxy.port)})
         cls.addClassCleanup(cls.stack.stop)
+        cls.proxy.target = cls.stack.saved_db_port
+        cls.stack.start()
 
     def timed(self, method, path):
         r = self.stack.request(method, path, timeout=CONTRACT_SECONDS + 10)

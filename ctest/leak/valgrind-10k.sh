@@ -102,13 +102,8 @@ exec valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible \\
 EOF
 chmod 755 "$TMP/items-fcgi-valgrind"
 
-read -r HTTP_PORT METRICS_PORT DB_PORT FCGI_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
-export RUN_DIR HTTP_PORT METRICS_PORT DB_PORT FCGI_PORT
+# run-local.sh chooses the ports (again if one is taken meanwhile).
+export RUN_DIR HTTP_PORT=auto METRICS_PORT=auto DB_PORT=auto FCGI_PORT=auto
 export FCGI_WORKERS=1 ITEMS_FCGI=$TMP/items-fcgi-valgrind API_TOKEN
 API_TOKEN=leak-$(random_secret)
 # Writes are not what is limited here: keep nginx's write limit out of the way.
@@ -128,6 +123,7 @@ trap cleanup EXIT
 log "starting a stack with one worker under valgrind (RUN_DIR=$RUN_DIR)"
 "$REPO/scripts/run-local.sh" --detach >"$TMP/start.log" 2>&1 ||
   { cat "$TMP/start.log" >&2; die "the stack did not start"; }
+HTTP_PORT=$(saved_setting "$RUN_DIR" HTTP_PORT)
 POOL=$(cat "$RUN_DIR/pids/pool.pid")
 worker_pids() { ps --ppid "$POOL" -o pid= | tr -d ' '; }
 WORKER=$(worker_pids)

@@ -95,6 +95,16 @@ stop_pid() {
   fi
 }
 
+# A setting a run-local.sh start saved in RUN_DIR/env, e.g. the port it
+# chose for an "auto" one.
+# usage: saved_setting RUN_DIR NAME   (NAME as in HTTP_PORT)
+saved_setting() {
+  local value
+  value=$(sed -n "s/^SAVED_$2=//p" "$1/env" 2>/dev/null)
+  [[ -n $value ]] || { printf 'error: no %s saved in %s/env\n' "$2" "$1" >&2; return 1; }
+  printf '%s\n' "$value"
+}
+
 # True when nothing listens on 127.0.0.1:PORT.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -5,7 +5,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,17 +12,11 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const RUN_LOCAL = process.env.RUN_LOCAL || path.join(REPO_ROOT, 'scripts', 'run-local.sh');
 
-// A TCP port that was free on 127.0.0.1 a moment ago.
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+// A port run-local.sh chose for an "auto" one, from RUN_DIR/env.
+function savedPort(runDir, name) {
+  const saved = readFileSync(path.join(runDir, 'env'), 'utf8').match(new RegExp(`^SAVED_${name}=(\\d+)$`, 'm'));
+  if (!saved) throw new Error(`no ${name} saved in ${runDir}/env`);
+  return Number(saved[1]);
 }
 
 // Runs run-local.sh with `args`; resolves with its output, rejects on a
@@ -62,15 +55,15 @@ export async function startStack({ logsDir, noToken = false } = {}) {
     return makeStack({ baseUrl: process.env.BASE_URL.replace(/\/+$/, ''), apiToken, runDir, env, owned: false, logsDir });
   }
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'items-browser-'));
-  const [http, metrics, db, fcgi] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const apiToken = noToken ? '' : randomBytes(24).toString('hex');
   const env = {
     ...process.env,
     RUN_DIR: runDir,
-    HTTP_PORT: String(http),
-    METRICS_PORT: String(metrics),
-    DB_PORT: String(db),
-    FCGI_PORT: String(fcgi),
+    // run-local.sh chooses free ports (again if one is taken meanwhile).
+    HTTP_PORT: 'auto',
+    METRICS_PORT: 'auto',
+    DB_PORT: 'auto',
+    FCGI_PORT: 'auto',
     API_TOKEN: apiToken,
   };
   delete env.BASE_URL;
@@ -80,9 +73,12 @@ export async function startStack({ logsDir, noToken = false } = {}) {
   } else {
     delete env.NO_TOKEN;
   }
-  const stack = makeStack({ baseUrl: `http://127.0.0.1:${http}`, apiToken, runDir, env, owned: true, logsDir });
+  const stack = makeStack({ baseUrl: '', apiToken, runDir, env, owned: true, logsDir });
   try {
     await runLocal(env, ['--detach'], 15 * 60 * 1000);
+    stack.baseUrl = `http://127.0.0.1:${savedPort(runDir, 'HTTP_PORT')}`;
+    // --db start and --stop act on the ports this start chose.
+    for (const name of ['HTTP_PORT', 'METRICS_PORT', 'DB_PORT']) env[name] = String(savedPort(runDir, name));
   } catch (err) {
     await stack.stop().catch(() => {});
     throw new Error(`${err.message}\n(stack logs copied to ${logsDir})`);
