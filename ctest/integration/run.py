@@ -6,9 +6,9 @@ status 0 only if everything passed.
 
     python3 ctest/integration/run.py [-j JOBS] [test_x.py ...]
 
-A file holding a line "# run.py: starts first" (one that waits on timeouts
-for most of its run) is started before the others, so that it does not end
-the run alone.
+Files start longest first, so that a long one does not end the run alone: a
+file says how long it takes with a line "# run.py: about N s (why)" (one that
+waits on timeouts); a file without one counts as short.
 """
 
 import argparse
@@ -50,12 +50,13 @@ def run_file(path):
     return path, code, out, ok, bad, skipped, time.monotonic() - begin
 
 
-FIRST_MARK = re.compile(r"^# run\.py: starts first\b", re.M)
+DURATION_HINT = re.compile(r"^# run\.py: about (\d+) s\b", re.M)
 
 
-def starts_first(path):
+def duration_hint(path):
     with open(path, encoding="utf-8") as f:
-        return FIRST_MARK.search(f.read()) is not None
+        hint = DURATION_HINT.search(f.read())
+    return int(hint.group(1)) if hint else 0
 
 
 def main():
@@ -65,7 +66,7 @@ def main():
     args = ap.parse_args()
     files = args.files or sorted(glob.glob(os.path.join(HERE, "test_*.py")))
     files = [os.path.abspath(f) for f in files]
-    files.sort(key=lambda f: not starts_first(f))  # stable: else as given
+    files.sort(key=duration_hint, reverse=True)  # stable: else as given
     passed = failed = skips = 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for path, code, out, ok, bad, skipped, secs in pool.map(run_file,

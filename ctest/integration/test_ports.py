@@ -8,6 +8,8 @@ A socket bound without listen() is how a port is "taken meanwhile": a
 connect to it is refused, so it looks free, yet no daemon can bind it.
 """
 
+# run.py: about 20 s (starts three stacks at once and tries taken ports)
+
 import contextlib
 import os
 import random

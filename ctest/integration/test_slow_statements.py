@@ -13,7 +13,7 @@ long on the server, made so with triggers that sleep.
   keep answering /status 200: a worker whose connection is open checks it
   with a ping before trusting the gate's "down" (db.c, db_check_alive)."""
 
-# run.py: starts first (waits on statement and lock timeouts)
+# run.py: about 15 s (waits on statement and lock timeouts)
 
 import subprocess
 import threading

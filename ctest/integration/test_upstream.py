@@ -14,7 +14,7 @@ test's own; the worker waiting on that lock is found in MariaDB's process
 list and matched to its process by the client port of its connection.
 """
 
-# run.py: starts first (waits out nginx's upstream timeout)
+# run.py: about 25 s (waits out nginx's upstream timeout)
 
 import json
 import os

@@ -16,7 +16,7 @@ answer lost; 500 an internal error. Checked against the database itself:
   one 503, and the API serves again once the server resumes;
 - a missing table is a 500, not an outage: no 503, no restart."""
 
-# run.py: starts first (waits on lock timeouts)
+# run.py: about 11 s (waits on lock timeouts)
 
 import os
 import signal
