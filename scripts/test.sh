@@ -10,20 +10,27 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/scripts/lib/common.sh"
 
 ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench browser compose swarm)
-# The Docker suites mostly wait on the engine (images, health checks, Swarm's
-# convergence): about 70 % of the CPUs stay idle while they run. The suites
-# that need only CPU and measure no time run meanwhile, at the lowest
-# priority (nice 19), so they take what the Docker suites leave.
-DOCKER_SUITES=(compose swarm)
-BESIDE_DOCKER_SUITES=(clang static fuzz)
+# A run of every suite takes three lanes (vmstat showed the CPUs 85 % idle
+# during integration and hostile, 50 % during soak, 70 % during the Docker
+# suites):
+#  - BACKGROUND_SUITES need only CPU and time nothing: they run at nice 19,
+#    from the first suite that starts stacks on, and take what the others
+#    leave (a nice 0 process preempts them as it wakes);
+#  - swarm runs beside compose (both mostly wait on the engine; their
+#    projects, ports, subnets and secrets are apart), once the engine and
+#    the base image are ready;
+#  - everything else runs one suite at a time.
+# A lane's output is shown whole when it ends.
+BACKGROUND_SUITES=(clang static fuzz)
+BUILD_SUITES=(selftest unit sanitizers)
 
 usage() {
   cat <<EOF
 usage: scripts/test.sh [--help] [SUITE ...]
 
-Runs the test suites (default: all, in this order; when both run, clang,
-static and fuzz run at nice 19 beside compose and swarm, their output shown
-once they end):
+Runs the test suites (default: all, in this order, except that when other
+suites run too, clang, static and fuzz run at nice 19 from the integration
+suite on, and swarm runs beside compose; their output is shown when they end):
   selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
   clang        the same build and unit tests with clang
@@ -35,8 +42,9 @@ once they end):
                FUZZ_SECONDS [20] per harness
   hostile      hostile HTTP through nginx: slow clients, sizes, path tricks,
                methods, request smuggling, write rate limit (ctest/hostile/)
-  soak         scripts/soak.sh for SOAK_SECONDS [60]: load with worker kills,
-               a database outage and nginx reloads
+  soak         scripts/soak.sh for SOAK_SECONDS [40]: load with every fault it
+               has (4 worker kills, a 10 s database outage, 2 nginx reloads);
+               scripts/soak.sh alone soaks for 300 s
   leak         one worker under valgrind serves 10,000 requests: no definite
                leak, no error (ctest/leak/valgrind-10k.sh)
   bench        scripts/bench.sh --smoke: every benchmark step runs and every body
@@ -315,7 +323,7 @@ suite_hostile() {
 suite_soak() {
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
   ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi SOAK_LOG_DIR=$LOG_DIR/soak run_counted soak \
-    "$REPO/scripts/soak.sh" --duration "${SOAK_SECONDS:-60}"
+    "$REPO/scripts/soak.sh" --duration "${SOAK_SECONDS:-40}"
 }
 
 # The worker the unit suite built (debugoptimized: -O2 -g) when valgrind can
@@ -410,28 +418,42 @@ run_suite() {
   TIMES+=("$1 $((SECONDS - begun))s${2:-}")
 }
 
-# The suites beside the Docker suites, in a subshell at nice 19: their output
-# goes to LOG_DIR/beside.out, their counts, summary lines and times to
-# LOG_DIR/beside.state for collect_beside.
-# usage: run_beside SUITE...
-run_beside() {
-  local s
-  renice -n 19 -p "$BASHPID" >/dev/null
+# Runs SUITEs in the background at niceness NICE (NAME's lane): output to
+# LOG_DIR/lane-NAME.out; counts, summary lines and times to
+# LOG_DIR/lane-NAME.state for finish_lane. Sets LANE_PID.
+# usage: start_lane NAME NICE SUITE...
+start_lane() {
+  local name=$1 nice=$2
+  shift 2
+  log "running $* in the background (nice $nice; output shown when they end)"
+  rm -f "$LOG_DIR/lane-$name.out" "$LOG_DIR/lane-$name.state"
+  run_lane "$name" "$nice" "$@" &
+  LANE_PID=$!
+}
+
+# The body of start_lane's background process.
+run_lane() {
+  local name=$1 nice=$2 s
+  shift 2
+  renice -n "$nice" -p "$BASHPID" >/dev/null
   PASSED=0 FAILED=0 SKIPPED=0 SUMMARY=() TIMES=()
-  for s in "$@"; do run_suite "$s" " (nice 19, beside the Docker suites)"; done >"$LOG_DIR/beside.out" 2>&1
+  for s in "$@"; do run_suite "$s" " (in the background at nice $nice)"; done >"$LOG_DIR/lane-$name.out" 2>&1
   {
     printf '%s\n' "$PASSED $FAILED $SKIPPED"
     printf 'summary %s\n' "${SUMMARY[@]}"
     printf 'time %s\n' "${TIMES[@]}"
-  } >"$LOG_DIR/beside.state"
+  } >"$LOG_DIR/lane-$name.state"
 }
 
-# Shows the output of run_beside and adds what it recorded.
-collect_beside() {
-  local line p f k
-  cat "$LOG_DIR/beside.out" 2>/dev/null || true
-  if ! { read -r p f k && [[ "$p $f $k" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; } <"$LOG_DIR/beside.state" 2>/dev/null; then
-    record beside-docker 0 1 0 "the suites run beside the Docker suites left no counts"
+# Waits for NAME's lane, shows its output and adds what it recorded.
+# usage: finish_lane NAME PID
+finish_lane() {
+  local name=$1 pid=$2 line p f k rc=0
+  wait "$pid" || rc=$?
+  printf '\n=== output of the background lane: %s ===\n' "$name"
+  cat "$LOG_DIR/lane-$name.out" 2>/dev/null || true
+  if ! { read -r p f k && [[ "$p $f $k" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; } <"$LOG_DIR/lane-$name.state" 2>/dev/null; then
+    record "lane-$name" 0 1 0 "the background lane left no counts (exit $rc)"
     return 0
   fi
   PASSED=$((PASSED + p)) FAILED=$((FAILED + f)) SKIPPED=$((SKIPPED + k))
@@ -440,7 +462,17 @@ collect_beside() {
       "summary "*) SUMMARY+=("${line#summary }") ;;
       "time "*) TIMES+=("${line#time }") ;;
     esac
-  done < <(tail -n +2 "$LOG_DIR/beside.state")
+  done < <(tail -n +2 "$LOG_DIR/lane-$name.state")
+}
+
+# The engine and the base image, once, before compose and swarm start
+# together (each would otherwise install, start or build them at the same
+# time). Its failures are left to the suites, which report them.
+prepare_docker() {
+  log "preparing the Docker engine and the base image for compose and swarm"
+  # shellcheck source=scripts/lib/docker.sh
+  (source "$REPO/scripts/lib/docker.sh" && dk_ensure_engine && dk_ensure_base_image) \
+    >"$LOG_DIR/docker-prepare.log" 2>&1 || log "not ready (see $LOG_DIR/docker-prepare.log): the Docker suites will say why"
 }
 
 main() {
@@ -458,28 +490,37 @@ main() {
   mkdir -p "$LOG_DIR"
   install_test_packages
   local started=$SECONDS
-  rm -f "$LOG_DIR/beside.out" "$LOG_DIR/beside.state"
   prepare_db_template "${suites[@]}"
-  local beside=() beside_pid=""
-  if in_list "${suites[@]}" -- "${DOCKER_SUITES[@]}"; then
-    for s in "${suites[@]}"; do
-      if in_list "$s" -- "${BESIDE_DOCKER_SUITES[@]}"; then beside+=("$s"); fi
-    done
-  fi
+  # In the background only beside other suites (alone, they run as listed).
+  local background=() others=0 background_pid="" swarm_pid="" ran=" "
+  for s in "${suites[@]}"; do
+    if in_list "$s" -- "${BACKGROUND_SUITES[@]}"; then background+=("$s"); else others=1; fi
+  done
+  ((others)) || background=()
   TIMES=()
   for s in "${suites[@]}"; do
-    if ((${#beside[@]})) && in_list "$s" -- "${beside[@]}"; then continue; fi
-    if ((${#beside[@]})) && [[ -z $beside_pid ]] && in_list "$s" -- "${DOCKER_SUITES[@]}"; then
-      log "running ${beside[*]} at nice 19 beside the Docker suites (their output follows them)"
-      run_beside "${beside[@]}" &
-      beside_pid=$!
+    if ((${#background[@]})) && in_list "$s" -- "${background[@]}"; then continue; fi
+    if [[ $ran == *" $s "* ]]; then continue; fi
+    if ((${#background[@]})) && [[ -z $background_pid ]] && ! in_list "$s" -- "${BUILD_SUITES[@]}"; then
+      # static reads the gcc build's compile database: built here, not in two lanes at once.
+      if in_list static -- "${background[@]}" && [[ ! -f $BUILD_ROOT/gcc/compile_commands.json ]]; then
+        run_suite unit
+        ran+="unit "
+      fi
+      start_lane background 19 "${background[@]}"
+      background_pid=$LANE_PID
+    fi
+    if [[ $s == compose && $ran != *" swarm "* ]] && in_list swarm -- "${suites[@]}"; then
+      prepare_docker
+      start_lane swarm 0 swarm
+      swarm_pid=$LANE_PID
+      ran+="swarm "
     fi
     run_suite "$s"
+    ran+="$s "
   done
-  if [[ -n $beside_pid ]]; then
-    wait "$beside_pid" || log "the suites beside the Docker suites ended with exit $?"
-    collect_beside
-  fi
+  if [[ -n $swarm_pid ]]; then finish_lane swarm "$swarm_pid"; fi
+  if [[ -n $background_pid ]]; then finish_lane background "$background_pid"; fi
   printf '\n=== summary (%ds, logs in %s) ===\n' "$((SECONDS - started))" "$LOG_DIR"
   printf '%s\n' "${SUMMARY[@]}"
   local joined
