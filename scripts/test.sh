@@ -452,7 +452,9 @@ finish_lane() {
   wait "$pid" || rc=$?
   printf '\n=== output of the background lane: %s ===\n' "$name"
   cat "$LOG_DIR/lane-$name.out" 2>/dev/null || true
-  if ! { read -r p f k && [[ "$p $f $k" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; } <"$LOG_DIR/lane-$name.state" 2>/dev/null; then
+  p="" f="" k=""
+  if [[ -f $LOG_DIR/lane-$name.state ]]; then read -r p f k <"$LOG_DIR/lane-$name.state" || true; fi
+  if ! [[ "$p $f $k" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
     record "lane-$name" 0 1 0 "the background lane left no counts (exit $rc)"
     return 0
   fi

@@ -116,6 +116,42 @@ check_run_py() {
   unset SELFTEST_LOG
 }
 
+# A background lane (start_lane, finish_lane) of two fake suites, through test.sh's own functions:
+# prints "PASSED FAILED SKIPPED", then the summary's lines, then the times.
+# usage: lane_totals MODE_A MODE_B [kill]   (kill: the lane dies before it writes its state)
+lane_totals() {
+  # shellcheck disable=SC2016 # expanded by that bash
+  env -u CI TEST_BUILD_ROOT="$TMP/lane" bash -c '
+    source "$1"
+    fake=$2 a=$3 b=$4 kill=${5:-}
+    mkdir -p "$LOG_DIR"
+    suite_fakea() { run_counted fakea bash "$fake" "$a"; }
+    suite_fakeb() { run_counted fakeb bash "$fake" "$b"; }
+    TIMES=()
+    if [[ -n $kill ]]; then
+      run_lane() { kill -KILL "$BASHPID"; }
+    fi
+    start_lane test 19 fakea fakeb >/dev/null 2>&1
+    finish_lane test "$LANE_PID" >/dev/null 2>&1
+    printf "%s %s %s\n" "$PASSED" "$FAILED" "$SKIPPED"
+    printf "%s\n" "${SUMMARY[@]}"
+    printf "time %s\n" "${TIMES[@]}"
+  ' lane "$ROOT/scripts/test.sh" "$HERE/fake-runner.sh" "$@" 2>&1 || echo "test.sh itself failed (exit $?)"
+}
+
+check_lanes() {
+  local r log=$TMP/lane/logs/lane-test.out
+  r=$(lane_totals pass no-test)
+  check "a background lane: both suites' counts join the totals" "3 1 1" "$(head -n 1 <<<"$r")" "$log"
+  check "... each suite has its summary line, the failed one with its reason" 1 \
+    "$(grep -c '^fakeb  *0 passed, 1 failed, 0 skipped -- ran no test' <<<"$r")"
+  check "... and its time, marked as run in the background" 2 \
+    "$(grep -c '^time fake[ab] [0-9]*s (in the background at nice 19)$' <<<"$r")"
+  r=$(lane_totals pass pass kill)
+  check "a background lane that dies before reporting fails" "0 1 0" "$(head -n 1 <<<"$r")"
+  check "... and the summary says so" 1 "$(grep -c '^lane-test  *0 passed, 1 failed, 0 skipped -- the background lane left no counts' <<<"$r")"
+}
+
 # scripts/test.sh compose on this machine without its Docker engine.
 # usage: run_compose_without_engine CI_VALUE OUTPUT (prints test.sh's exit status)
 run_compose_without_engine() {
@@ -154,6 +190,7 @@ check_compose_without_engine() {
 check_fake_runners
 check_node_counts
 check_run_py
+check_lanes
 check_compose_without_engine
 echo "$CHECKS_PASSED passed, $CHECKS_FAILED failed"
 ((CHECKS_FAILED == 0))
