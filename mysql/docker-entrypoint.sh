@@ -12,6 +12,14 @@
 #                                                    run once, in name order, inside MYSQL_DATABASE
 # Every MYSQL_* variable may also be spelled MARIADB_* (as in the official mariadb image).
 #
+# Schema migrations (/usr/share/items/migrations, applied by /usr/local/bin/migrate.sh into
+# MYSQL_DATABASE): at the first start before the init scripts, and at every later start before the
+# server serves, on a temporary server without networking, so that no client ever sees a schema
+# half-way. When the image's migrations are the ones the datadir last recorded
+# (.schema-migrations), no temporary server is started. A failed or refused migration stops the
+# container (exit 1) with the file and statement in the log; the data stays as the migrations
+# before it left it.
+#
 # The datadir is initialised only when it is empty. Initialisation writes `.docker-init-in-progress`
 # first and replaces it with `.docker-init-complete` only once everything (system tables, accounts,
 # init scripts) succeeded and the temporary server has shut down cleanly. A datadir that holds data but
@@ -102,12 +110,65 @@ stop_temp_server() {
     TEMP_PID=
 }
 on_signal() {
-    log "signal received during initialisation: stopping; the datadir stays marked as incomplete"
+    log "signal received during initialisation or migration: stopping (a first initialisation stays marked as incomplete)"
     stop_temp_server
     exit 143
 }
 
 client() { mariadb --protocol=socket --socket="$INIT_SOCKET" --user=mysql --batch --skip-column-names "$@"; }
+
+MIGRATIONS_DIR=${MIGRATIONS_DIR:-/usr/share/items/migrations}
+MARK_MIGRATED=$DATADIR/.schema-migrations
+
+# Starts mariadbd without networking on INIT_SOCKET and waits until it answers.
+start_temp_server() {
+    log "starting a temporary server (no networking, socket $INIT_SOCKET)"
+    "$@" --skip-networking --socket="$INIT_SOCKET" --skip-log-bin \
+        --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 &
+    TEMP_PID=$!
+    local deadline=$((SECONDS + ${MARIADB_INIT_TIMEOUT:-120}))
+    until client -e 'SELECT 1' >/dev/null 2>&1; do
+        kill -0 "$TEMP_PID" 2>/dev/null || { TEMP_PID=; die "the temporary server exited during start-up"; }
+        ((SECONDS < deadline)) || die "the temporary server did not answer within ${MARIADB_INIT_TIMEOUT:-120}s"
+        sleep 0.2
+    done
+}
+
+# What the image's migrations are: their names and contents.
+migrations_id() {
+    (cd "$MIGRATIONS_DIR" && sha256sum -- *.sql) | sha256sum | cut -d ' ' -f 1
+}
+
+# Applies the pending migrations to MYSQL_DATABASE through the temporary server.
+run_migrations() {
+    local database
+    database=$(env_value DATABASE)
+    if [[ -z $database || ! -d $MIGRATIONS_DIR ]]; then
+        log "no MYSQL_DATABASE or no $MIGRATIONS_DIR: no schema migrations"
+        return 0
+    fi
+    migrate.sh --dir "$MIGRATIONS_DIR" "$database" -- \
+        mariadb --protocol=socket --socket="$INIT_SOCKET" --user=mysql ||
+        die "the schema migrations of $database failed (see above): the server is not started"
+    migrations_id >"$MARK_MIGRATED"
+}
+
+# A start on an initialised datadir: migrations first, when the image has others than last time.
+migrate_if_needed() {
+    local want
+    [[ -d $MIGRATIONS_DIR ]] || return 0
+    want=$(migrations_id)
+    if [[ -f $MARK_MIGRATED && $(<"$MARK_MIGRATED") == "$want" ]]; then
+        log "schema migrations: the datadir has this image's migrations"
+        return 0
+    fi
+    trap on_signal TERM INT
+    start_temp_server "$@"
+    run_migrations
+    log "stopping the temporary server"
+    stop_temp_server
+    trap - TERM INT
+}
 
 initialise() {
     local root_password root_host database user password privileges healthcheck_password f
@@ -151,16 +212,7 @@ initialise() {
         die "mariadb-install-db failed"
     }
 
-    log "starting a temporary server (no networking, socket $INIT_SOCKET)"
-    "$@" --skip-networking --socket="$INIT_SOCKET" --skip-log-bin \
-        --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 &
-    TEMP_PID=$!
-    local deadline=$((SECONDS + ${MARIADB_INIT_TIMEOUT:-120}))
-    until client -e 'SELECT 1' >/dev/null 2>&1; do
-        kill -0 "$TEMP_PID" 2>/dev/null || { TEMP_PID=; die "the temporary server exited during start-up"; }
-        ((SECONDS < deadline)) || die "the temporary server did not answer within ${MARIADB_INIT_TIMEOUT:-120}s"
-        sleep 0.2
-    done
+    start_temp_server "$@"
 
     healthcheck_password=$(random_secret)
     {
@@ -195,6 +247,9 @@ initialise() {
     printf '[mariadb-client]\nuser=healthcheck\npassword=%s\nport=3306\nsocket=%s\n' \
         "$healthcheck_password" "$SOCKET" >"$DATADIR/.my-healthcheck.cnf"
 
+    # The schema, by the path every later upgrade takes; the init scripts (the seed) come after.
+    run_migrations
+
     local dbargs=()
     [[ -n $database ]] && dbargs=("$database")
     shopt -s nullglob
@@ -227,7 +282,8 @@ initialise() {
 is_empty_dir() { [[ -z $(find "$1" -mindepth 1 -maxdepth 1 ! -name lost+found -print -quit) ]]; }
 
 if [[ -f $MARK_DONE ]]; then
-    log "datadir $DATADIR already initialised: not touching it"
+    log "datadir $DATADIR already initialised"
+    migrate_if_needed "$@"
 elif [[ -f $MARK_BUSY ]]; then
     die "the datadir $DATADIR holds a half-finished initialisation ($(<"$MARK_BUSY"); the first start crashed, was killed or an init script failed; see the logs of that start). Refusing to start on it. If it holds nothing you need, remove the volume (scripts/deploy.sh --down --purge, or docker volume rm) and start again."
 elif is_empty_dir "$DATADIR"; then

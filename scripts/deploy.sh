@@ -21,13 +21,17 @@ smoke test through the public port passed:
   3. creates .env from .env.example when missing, and the missing secrets (scripts/secrets.sh);
   4. validates the compose file, builds the images;
   5. with REGISTRY set, tags the images with the version and the git commit and pushes them;
-  6. starts the stack, waits (bounded) until every service is healthy, smoke-tests /status and
+  6. when the stack already runs and the new db image brings schema migrations its database
+     has not applied (mysql/migrations/), backs the database up first (scripts/backup.sh, into
+     backups/; the deploy stops if the backup fails): the db applies them as it restarts;
+  7. starts the stack, waits (bounded) until every service is healthy, smoke-tests /status and
      /items through the public port, prints the URLs and how long it took.
 On failure it prints the failing service's logs and exits non-zero.
 
   --down          stop and remove the stack's containers and networks (the data volume stays)
   --purge         with --down: also remove the data volume (every item is lost)
   --no-build      start with the images already built
+  --no-backup     skip step 6 (the backup before migrations)
   --timeout SECS  how long to wait for the services to be healthy (default 300)
   --help          this text
 
@@ -59,6 +63,7 @@ EOF
 action=up
 purge=0
 build=1
+backup=1
 timeout=300
 swarm=0
 init_swarm=0
@@ -71,6 +76,7 @@ while (($#)); do
         --init-swarm) init_swarm=1 ;;
         --print-stack) action=print-stack; swarm=1 ;;
         --no-build) build=0 ;;
+        --no-backup) backup=0 ;;
         --timeout) timeout=${2:?--timeout needs a value}; shift ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -309,7 +315,30 @@ EOF
     exit 0
 fi
 
-# 6. Start, wait, smoke test.
+# 6. A backup before the db applies migrations to a database that holds data.
+# The migrations mysql/migrations/ has (what the db image was built with) that the running db has
+# not recorded; all of them for a database from before migrations. Nothing when no db runs.
+pending_migrations() {
+    local cid applied f
+    cid=$(dk_cid db)
+    [[ -n $cid && $(docker inspect -f '{{.State.Running}}' "$cid" 2>/dev/null) == true ]] || return 0
+    # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
+    applied=$(dk_compose exec -T db sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
+        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>/dev/null) || applied=""
+    for f in mysql/migrations/*.sql; do
+        grep -qxF "${f##*/}" <<<"$applied" || printf '%s\n' "${f##*/}"
+    done
+}
+if ((backup)); then
+    pending=$(pending_migrations)
+    if [[ -n $pending ]]; then
+        log "the db will apply $(wc -l <<<"$pending") schema migration(s) as it restarts ($(tr '\n' ' ' <<<"$pending")): backing the database up first"
+        "$DK_ROOT/scripts/backup.sh" ||
+            dk_die "the backup before the migrations failed: nothing deployed (scripts/deploy.sh --no-backup skips it)"
+    fi
+fi
+
+# 7. Start, wait, smoke test.
 failed() {
     local svc=${1:-}
     log "FAILED: $2"

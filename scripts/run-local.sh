@@ -284,8 +284,8 @@ prepare_run_dir() {
 }
 
 # mariadbd reads --defaults-file while still root, before it switches to
-# --user, so my.cnf may stay in a private checkout (as may schema.sql and
-# seed.sql, which this script feeds to the client).
+# --user, so my.cnf may stay in a private checkout (as may the migrations
+# and seed.sql, which this script feeds to the client).
 mariadbd_args() {
   printf '%s\n' --defaults-file="$REPO/mysql/my.cnf" \
     --datadir="$DB_DIR/data" --tmpdir="$DB_DIR/tmp" --socket="$DB_DIR/mysql.sock" \
@@ -299,6 +299,14 @@ mariadbd_args() {
 }
 
 db_admin() { mariadb --no-defaults --socket="$DB_DIR/mysql.sock" -uroot "$@"; }
+
+# The schema migrations not yet applied (mysql/migrate.sh, the runner the db
+# image uses too), as the admin account over the socket.
+migrate_db() {
+  "$REPO/mysql/migrate.sh" items -- mariadb --no-defaults --socket="$DB_DIR/mysql.sock" -uroot 2>&1 |
+    sed 's/^/  /' >&2
+  return "${PIPESTATUS[0]}"
+}
 
 start_db() {
   local args pid
@@ -345,7 +353,7 @@ create_datadir() {
     { cat "$RUN_DIR/logs/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
   start_db
   app_account_sql "$1" | db_admin
-  db_admin items <"$REPO/mysql/schema.sql"
+  migrate_db || die "the schema migrations failed (see above)"
   db_admin items <"$REPO/mysql/seed.sql"
 }
 
@@ -357,8 +365,8 @@ db_template_fingerprint() {
     echo "items db template 1"
     mariadbd --version
     printf 'DB_USER=%s\n' "$DB_USER"
-    declare -f create_datadir app_account_sql
-    cat "$REPO/mysql/my.cnf" "$REPO/mysql/schema.sql" "$REPO/mysql/seed.sql"
+    declare -f create_datadir app_account_sql migrate_db
+    cat "$REPO/mysql/my.cnf" "$REPO/mysql/migrate.sh" "$REPO/mysql/seed.sql" "$REPO"/mysql/migrations/*.sql
   } | sha256sum | cut -d ' ' -f 1
 }
 
@@ -598,6 +606,8 @@ start_once() {
   save_settings
   init_db
   pid_alive "$(read_pid mariadb)" || start_db
+  # A datadir from an earlier start (or a template) may lack the newest ones.
+  migrate_db || die "the schema migrations failed (see above)"
   start_pool
   start_nginx
   wait_healthy
