@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <errmsg.h>
@@ -31,6 +32,8 @@
 #define DB_PROBE_LEASE_MS	(DB_CONNECT_DEADLINE_MS + 250)
 #define DB_IO_TIMEOUT		1	/* seconds, the unit Connector/C takes */
 #define DB_RETRY_DELAY_MS	250
+/* How long a worker answers "schema outdated" before it looks again. */
+#define DB_SCHEMA_RECHECK_MS	1000
 /* A read that failed on a lost connection is tried again only if this was quick. */
 #define DB_RETRY_WINDOW_MS	250
 
@@ -40,16 +43,26 @@
 #define SESSION_INIT "SET time_zone = '+00:00', innodb_lock_wait_timeout = 1, " \
 	"lock_wait_timeout = 1"
 
+/*
+ * The schema this worker's statements need (mysql/migrations/NNNN_*.sql):
+ * checked at every connect, before they are prepared.
+ */
+#define DB_SCHEMA_VERSION	3
+
+/* Prepared and run first: the others exist only from DB_SCHEMA_VERSION on. */
 enum stmt_id {
+	STMT_SCHEMA_VERSION,
 	STMT_PING,
 	STMT_LIST,
 	STMT_LIST_STREAM,
 	STMT_PAGE_END,
 	STMT_GET,
-	STMT_CREATED_AT,
+	STMT_CURRENT,
 	STMT_INSERT,
 	STMT_UPDATE,
+	STMT_UPDATE_IF,
 	STMT_DELETE,
+	STMT_DELETE_IF,
 	STMT_COUNT
 };
 
@@ -68,23 +81,31 @@ static const struct {
 	const char	*sql;
 	bool		 write;
 } statements[STMT_COUNT] = {
+	[STMT_SCHEMA_VERSION] = { SERVER_BOUND "SELECT COALESCE(MAX(version),"
+	    " 0) FROM schema_migrations", false },
 	[STMT_PING] = { "SELECT 1", false },
 	[STMT_LIST] = { SERVER_BOUND "SELECT id, name, description,"
-	    " created_at FROM items WHERE id > ? AND id <= ? ORDER BY id"
-	    " LIMIT ?", false },
-	[STMT_LIST_STREAM] = { "SELECT id, name, description, created_at"
-	    " FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
+	    " created_at, version FROM items WHERE id > ? AND id <= ?"
+	    " ORDER BY id LIMIT ?", false },
+	[STMT_LIST_STREAM] = { "SELECT id, name, description, created_at,"
+	    " version FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+	    false },
 	[STMT_PAGE_END] = { SERVER_BOUND "SELECT id FROM items WHERE id > ?"
 	    " ORDER BY id LIMIT ?, 2", false },
-	[STMT_GET] = { SERVER_BOUND "SELECT id, name, description, created_at"
-	    " FROM items WHERE id = ?", false },
-	[STMT_CREATED_AT] = { SERVER_BOUND "SELECT created_at FROM items"
+	[STMT_GET] = { SERVER_BOUND "SELECT id, name, description, created_at,"
+	    " version FROM items WHERE id = ?", false },
+	[STMT_CURRENT] = { SERVER_BOUND "SELECT created_at, version FROM items"
 	    " WHERE id = ?", false },
 	[STMT_INSERT] = { SERVER_BOUND "INSERT INTO items (name, description,"
-	    " created_at) VALUES (?, ?, ?)", true },
+	    " created_at, version) VALUES (?, ?, ?, ?)", true },
 	[STMT_UPDATE] = { SERVER_BOUND "UPDATE items SET name = ?,"
-	    " description = ? WHERE id = ?", true },
+	    " description = ?, version = ? WHERE id = ?", true },
+	/* A write conditional on the version read: one atomic step (If-Match). */
+	[STMT_UPDATE_IF] = { SERVER_BOUND "UPDATE items SET name = ?,"
+	    " description = ?, version = ? WHERE id = ? AND version = ?", true },
 	[STMT_DELETE] = { SERVER_BOUND "DELETE FROM items WHERE id = ?", true },
+	[STMT_DELETE_IF] = { SERVER_BOUND "DELETE FROM items WHERE id = ?"
+	    " AND version = ?", true },
 };
 
 /* Where a fetched row lands; bound once per execution of a row statement. */
@@ -96,7 +117,8 @@ struct db_row {
 	unsigned long	description_len;
 	my_bool		description_null;
 	MYSQL_TIME	created_at;
-	MYSQL_BIND	bind[4];
+	uint64_t	version;
+	MYSQL_BIND	bind[5];
 };
 
 struct db {
@@ -108,6 +130,10 @@ struct db {
 	bool			 down;		/* an outage is under way (and logged) */
 	int64_t			 down_since_ms;
 	unsigned int		 last_error;	/* logged already; 0 after a success */
+	/* The schema was found older than DB_SCHEMA_VERSION: not asked again before then. */
+	int64_t			 outdated_until_ms;
+	unsigned int		 outdated_version;	/* what was found (logged once) */
+	char			 outdated_reason[128];
 	struct db_gate_state	*gate;		/* shared by the pool; may be NULL */
 	struct db_row		 row;
 };
@@ -394,31 +420,129 @@ db_open(struct db *db, int64_t deadline_ms)
 	return DB_OK;
 }
 
+/* Prepares statement i, by deadline_ms; its errors are left to the caller. */
+static enum db_status
+db_prepare_one(struct db *db, enum stmt_id i, int64_t deadline_ms, int *rc)
+{
+	int status;
+
+	*rc = 0;
+	db->stmts[i] = mysql_stmt_init(db->conn);
+	if (db->stmts[i] == NULL) {
+		log_warnx("database: mysql_stmt_init failed (out of memory)");
+		return DB_ERROR;
+	}
+	status = mysql_stmt_prepare_start(rc, db->stmts[i], statements[i].sql,
+	    strlen(statements[i].sql));
+	while (status != 0) {
+		status = db_wait(db->conn, status, deadline_ms);
+		if (status == 0)
+			return db_connect_timed_out(db);
+		status = mysql_stmt_prepare_cont(rc, db->stmts[i], status);
+	}
+	return DB_OK;
+}
+
 static enum db_status
 db_prepare_all(struct db *db, int64_t deadline_ms)
 {
-	int i, rc = 0, status;
+	enum db_status status;
+	int i, rc;
 
-	for (i = 0; i < STMT_COUNT; i++) {
-		db->stmts[i] = mysql_stmt_init(db->conn);
-		if (db->stmts[i] == NULL) {
-			log_warnx("database: mysql_stmt_init failed (out of memory)");
-			return DB_ERROR;
-		}
-		status = mysql_stmt_prepare_start(&rc, db->stmts[i],
-		    statements[i].sql, strlen(statements[i].sql));
-		while (status != 0) {
-			status = db_wait(db->conn, status, deadline_ms);
-			if (status == 0)
-				return db_connect_timed_out(db);
-			status = mysql_stmt_prepare_cont(&rc, db->stmts[i],
-			    status);
-		}
+	for (i = STMT_SCHEMA_VERSION + 1; i < STMT_COUNT; i++) {
+		status = db_prepare_one(db, (enum stmt_id)i, deadline_ms, &rc);
+		if (status != DB_OK)
+			return status;
 		/* A statement that was not prepared cannot have run. */
 		if (rc != 0)
 			return db_stmt_fail(db, (enum stmt_id)i, false);
 	}
 	return DB_OK;
+}
+
+/* Runs the prepared schema statement and reads its one value, by deadline_ms. */
+static enum db_status
+db_read_schema_version(struct db *db, int64_t deadline_ms, uint64_t *version)
+{
+	MYSQL_STMT *stmt = db->stmts[STMT_SCHEMA_VERSION];
+	MYSQL_BIND result;
+	int rc = 0, status;
+
+	status = mysql_stmt_execute_start(&rc, stmt);
+	while (status != 0) {
+		status = db_wait(db->conn, status, deadline_ms);
+		if (status == 0)
+			return db_connect_timed_out(db);
+		status = mysql_stmt_execute_cont(&rc, stmt, status);
+	}
+	if (rc == 0) {
+		status = mysql_stmt_store_result_start(&rc, stmt);
+		while (status != 0) {
+			status = db_wait(db->conn, status, deadline_ms);
+			if (status == 0)
+				return db_connect_timed_out(db);
+			status = mysql_stmt_store_result_cont(&rc, stmt, status);
+		}
+	}
+	if (rc != 0)
+		return db_stmt_fail(db, STMT_SCHEMA_VERSION, true);
+	memset(&result, 0, sizeof(result));
+	result.buffer_type = MYSQL_TYPE_LONGLONG;
+	result.buffer = version;
+	result.is_unsigned = 1;
+	*version = 0;
+	if (mysql_stmt_bind_result(stmt, &result) ||
+	    mysql_stmt_fetch(stmt) != 0) {
+		mysql_stmt_free_result(stmt);
+		return db_stmt_fail(db, STMT_SCHEMA_VERSION, true);
+	}
+	mysql_stmt_free_result(stmt);
+	return DB_OK;
+}
+
+/*
+ * The schema's version, before the other statements are prepared (they
+ * would fail on an older schema, as a missing column, and look like a fault
+ * of ours): DB_OUTDATED when it is older than DB_SCHEMA_VERSION. No
+ * schema_migrations table is version 0 (a database of release v1).
+ */
+static enum db_status
+db_check_schema(struct db *db, int64_t deadline_ms)
+{
+	enum db_status status;
+	uint64_t version = 0;
+	int rc;
+
+	status = db_prepare_one(db, STMT_SCHEMA_VERSION, deadline_ms, &rc);
+	if (status != DB_OK)
+		return status;
+	if (rc != 0) {
+		if (mysql_stmt_errno(db->stmts[STMT_SCHEMA_VERSION]) !=
+		    ER_NO_SUCH_TABLE)
+			return db_stmt_fail(db, STMT_SCHEMA_VERSION, false);
+	} else {
+		status = db_read_schema_version(db, deadline_ms, &version);
+		if (status != DB_OK)
+			return status;
+	}
+	if (version >= DB_SCHEMA_VERSION) {
+		if (db->outdated_version != 0 || db->outdated_until_ms != 0)
+			log_info("database schema at version %llu: serving",
+			    (unsigned long long)version);
+		db->outdated_version = 0;
+		db->outdated_until_ms = 0;
+		return DB_OK;
+	}
+	snprintf(db->outdated_reason, sizeof(db->outdated_reason),
+	    "database schema outdated: version %llu, the API needs %d (apply "
+	    "the migrations)", (unsigned long long)version, DB_SCHEMA_VERSION);
+	if (db->outdated_until_ms == 0 ||
+	    db->outdated_version != (unsigned int)version)
+		log_warnx("%s: mysql/migrate.sh, see docs/deployment.md",
+		    db->outdated_reason);
+	db->outdated_version = (unsigned int)version;
+	db->outdated_until_ms = now_ms() + DB_SCHEMA_RECHECK_MS;
+	return DB_OUTDATED;
 }
 
 /*
@@ -459,6 +583,8 @@ db_connect(struct db *db)
 		else
 			return DB_OK;
 	}
+	if (db->outdated_until_ms > now_ms())
+		return DB_OUTDATED;
 	if (!db_gate_try(db->gate, now_ms(), DB_PROBE_LEASE_MS))
 		return DB_UNAVAILABLE;
 	deadline_ms = now_ms() + DB_CONNECT_DEADLINE_MS;
@@ -466,8 +592,10 @@ db_connect(struct db *db)
 	if (status == DB_OK) {
 		/* The server answered: the outage, if any, is over for the pool. */
 		db_gate_opened(db->gate);
-		status = db_prepare_all(db, deadline_ms);
+		status = db_check_schema(db, deadline_ms);
 	}
+	if (status == DB_OK)
+		status = db_prepare_all(db, deadline_ms);
 	if (status != DB_OK) {
 		db_disconnect(db);
 		if (status == DB_UNAVAILABLE)
@@ -539,6 +667,14 @@ bind_longlong(MYSQL_BIND *b, int64_t *value)
 	b->buffer = value;
 }
 
+static void
+bind_version(MYSQL_BIND *b, uint64_t *value)
+{
+	b->buffer_type = MYSQL_TYPE_LONGLONG;
+	b->buffer = value;
+	b->is_unsigned = 1;
+}
+
 /* A NULL string binds SQL NULL. */
 static void
 bind_string(MYSQL_BIND *b, const char *s, unsigned long *len, my_bool *null)
@@ -568,6 +704,9 @@ db_bind_row(struct db_row *row)
 	row->bind[2].is_null = &row->description_null;
 	row->bind[3].buffer_type = MYSQL_TYPE_TIMESTAMP;
 	row->bind[3].buffer = &row->created_at;
+	row->bind[4].buffer_type = MYSQL_TYPE_LONGLONG;
+	row->bind[4].buffer = &row->version;
+	row->bind[4].is_unsigned = 1;
 }
 
 /* width decimal digits of value at p, zero-padded (no NUL). */
@@ -604,6 +743,7 @@ static enum db_status
 db_row_to_item(const struct db_row *row, struct item *item)
 {
 	item->id = row->id;
+	item->version = row->version;
 	item->name = strndup(row->name, row->name_len);
 	item->description = row->description_null ? NULL :
 	    strndup(row->description, row->description_len);
@@ -623,6 +763,7 @@ db_row_borrow(struct db_row *row, struct item *item)
 {
 	row->name[row->name_len] = '\0';
 	item->id = row->id;
+	item->version = row->version;
 	item->name = row->name;
 	if (row->description_null)
 		item->description = NULL;
@@ -702,7 +843,8 @@ db_ping(struct db *db, const char **reason)
 		status = DB_ERROR;
 	}
 	*reason = status == DB_OK ? NULL : status == DB_ERROR ?
-	    "database error (see the API's log)" : "database unavailable";
+	    "database error (see the API's log)" : status == DB_OUTDATED ?
+	    db->outdated_reason : "database unavailable";
 	return status;
 }
 
@@ -793,7 +935,7 @@ db_get_item(struct db *db, int32_t id, struct item *item)
 	return status;
 }
 
-/* Whole seconds, as the TIMESTAMP column keeps them. */
+/* Whole seconds, as the created_at column keeps them. */
 static void
 utc_now(MYSQL_TIME *t)
 {
@@ -809,6 +951,26 @@ utc_now(MYSQL_TIME *t)
 	t->minute = (unsigned int)tm.tm_min;
 	t->second = (unsigned int)tm.tm_sec;
 	t->time_type = MYSQL_TIMESTAMP_DATETIME;
+}
+
+/*
+ * The version a write gives its row: random, so that an ETag never comes
+ * back (not after a restore from a backup either) and the worker knows the
+ * version it wrote without reading it back.
+ */
+static enum db_status
+new_version(uint64_t *version)
+{
+	ssize_t n;
+
+	do
+		n = getrandom(version, sizeof(*version), 0);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*version)) {
+		log_warn("getrandom");
+		return DB_ERROR;
+	}
+	return DB_OK;
 }
 
 /* The stored item is what the client sent: copies input into *item. */
@@ -833,18 +995,22 @@ db_create_item(struct db *db, const struct item_input *input,
 {
 	unsigned long name_len, description_len;
 	my_bool name_null, description_null;
-	MYSQL_BIND params[3];
+	MYSQL_BIND params[4];
 	enum db_status status;
 	MYSQL_TIME created;
-	uint64_t id;
+	uint64_t id, version;
 
+	status = new_version(&version);
+	if (status != DB_OK)
+		return status;
 	memset(params, 0, sizeof(params));
 	bind_string(&params[0], input->name, &name_len, &name_null);
 	bind_string(&params[1], input->description, &description_len,
 	    &description_null);
 	utc_now(&created);
-	params[2].buffer_type = MYSQL_TYPE_TIMESTAMP;
+	params[2].buffer_type = MYSQL_TYPE_DATETIME;
 	params[2].buffer = &created;
+	bind_version(&params[3], &version);
 	status = db_execute(db, STMT_INSERT, params);
 	if (status != DB_OK)
 		return status;
@@ -855,65 +1021,123 @@ db_create_item(struct db *db, const struct item_input *input,
 		return DB_ERROR;
 	}
 	item->id = (int32_t)id;
+	item->version = version;
 	format_time(&created, item->created_at);
 	return item_copy_input(input, item);
 }
 
+/* The stored row's created_at and version; DB_NOT_FOUND when there is none. */
+static enum db_status
+db_read_current(struct db *db, int32_t id, MYSQL_TIME *created,
+    uint64_t *version)
+{
+	MYSQL_BIND params[1], result[2];
+	enum db_status status;
+
+	memset(params, 0, sizeof(params));
+	memset(result, 0, sizeof(result));
+	bind_long(&params[0], &id);
+	result[0].buffer_type = MYSQL_TYPE_DATETIME;
+	result[0].buffer = created;
+	bind_version(&result[1], version);
+	status = db_query(db, STMT_CURRENT, params, result);
+	if (status != DB_OK)
+		return status;
+	status = db_fetch(db, STMT_CURRENT);
+	db_end_rows(db, STMT_CURRENT);
+	return status;
+}
+
 /*
- * created_at is read before the UPDATE and never changes, and the rest of
+ * A conditional write changed no row: the item is gone (DB_NOT_FOUND), or
+ * another write replaced the version it was judged on (DB_PRECONDITION_FAILED,
+ * with the version now stored in *current).
+ */
+static enum db_status
+db_lost_race(struct db *db, int32_t id, uint64_t *current)
+{
+	MYSQL_TIME created;
+	enum db_status status;
+
+	status = db_read_current(db, id, &created, current);
+	return status == DB_OK ? DB_PRECONDITION_FAILED : status;
+}
+
+/*
+ * created_at and the version are read before the UPDATE, and the rest of
  * the answer is the input: the response is what this request wrote even if
  * another PUT commits right after it. A DELETE in between leaves the UPDATE
- * nothing to change: 404, as nothing was written.
+ * nothing to change: 404, as nothing was written. With a precondition, it
+ * is judged on the version read, and the UPDATE applies only to that
+ * version: a write in between makes it change nothing (412).
  */
 enum db_status
 db_replace_item(struct db *db, int32_t id, const struct item_input *input,
-    struct item *item)
+    const struct db_precondition *pre, struct item *item)
 {
 	unsigned long name_len, description_len;
 	my_bool name_null, description_null;
-	MYSQL_BIND params[3], result;
+	MYSQL_BIND params[5];
 	enum db_status status;
 	MYSQL_TIME created;
+	uint64_t current, version;
+	enum stmt_id stmt = pre != NULL ? STMT_UPDATE_IF : STMT_UPDATE;
 
-	memset(params, 0, sizeof(params));
-	memset(&result, 0, sizeof(result));
-	bind_long(&params[0], &id);
-	result.buffer_type = MYSQL_TYPE_TIMESTAMP;
-	result.buffer = &created;
-	status = db_query(db, STMT_CREATED_AT, params, &result);
+	status = db_read_current(db, id, &created, &current);
 	if (status != DB_OK)
 		return status;
-	status = db_fetch(db, STMT_CREATED_AT);
-	db_end_rows(db, STMT_CREATED_AT);
+	if (pre != NULL && !pre->holds(pre->ctx, current)) {
+		item->version = current;
+		return DB_PRECONDITION_FAILED;
+	}
+	status = new_version(&version);
 	if (status != DB_OK)
 		return status;
-
 	memset(params, 0, sizeof(params));
 	bind_string(&params[0], input->name, &name_len, &name_null);
 	bind_string(&params[1], input->description, &description_len,
 	    &description_null);
-	bind_long(&params[2], &id);
-	status = db_execute(db, STMT_UPDATE, params);
+	bind_version(&params[2], &version);
+	bind_long(&params[3], &id);
+	bind_version(&params[4], &current);
+	status = db_execute(db, stmt, params);
 	if (status != DB_OK)
 		return status;
-	if (mysql_stmt_affected_rows(db->stmts[STMT_UPDATE]) == 0)
-		return DB_NOT_FOUND;
+	if (mysql_stmt_affected_rows(db->stmts[stmt]) == 0) {
+		if (pre == NULL)
+			return DB_NOT_FOUND;
+		return db_lost_race(db, id, &item->version);
+	}
 	item->id = id;
+	item->version = version;
 	format_time(&created, item->created_at);
 	return item_copy_input(input, item);
 }
 
 enum db_status
-db_delete_item(struct db *db, int32_t id)
+db_delete_item(struct db *db, int32_t id, const struct db_precondition *pre,
+    uint64_t *current)
 {
-	MYSQL_BIND params[1];
+	MYSQL_BIND params[2];
 	enum db_status status;
+	MYSQL_TIME created;
+	enum stmt_id stmt = STMT_DELETE;
 
 	memset(params, 0, sizeof(params));
 	bind_long(&params[0], &id);
-	status = db_execute(db, STMT_DELETE, params);
+	if (pre != NULL) {
+		status = db_read_current(db, id, &created, current);
+		if (status != DB_OK)
+			return status;
+		if (!pre->holds(pre->ctx, *current))
+			return DB_PRECONDITION_FAILED;
+		bind_version(&params[1], current);
+		stmt = STMT_DELETE_IF;
+	}
+	status = db_execute(db, stmt, params);
 	if (status != DB_OK)
 		return status;
-	return mysql_stmt_affected_rows(db->stmts[STMT_DELETE]) == 0 ?
-	    DB_NOT_FOUND : DB_OK;
+	if (mysql_stmt_affected_rows(db->stmts[stmt]) == 0)
+		return pre != NULL ? db_lost_race(db, id, current) : DB_NOT_FOUND;
+	return DB_OK;
 }

@@ -26,6 +26,18 @@ enum db_status {
 	DB_UNAVAILABLE,		/* not done: down, unreachable, busy or timed out; retry later (503) */
 	DB_UNKNOWN,		/* a write whose answer was lost: it may have been applied (504) */
 	DB_ERROR,		/* anything else; logged (500) */
+	DB_OUTDATED,		/* the schema is older than this worker needs: not done (503) */
+	DB_PRECONDITION_FAILED,	/* the stored version did not satisfy the precondition: not done (412) */
+};
+
+/*
+ * A condition a write puts on the version stored (If-Match): holds() is
+ * asked once with the version read, and the write then applies only to that
+ * version, in the same statement.
+ */
+struct db_precondition {
+	bool	(*holds)(void *ctx, uint64_t version);
+	void	*ctx;
 };
 
 /* What a row callback tells db_list_items(). */
@@ -74,7 +86,13 @@ enum db_status	 db_create_item(struct db *db, const struct item_input *input,
  * what this request wrote, whatever other requests do to the row meanwhile.
  */
 enum db_status	 db_replace_item(struct db *db, int32_t id,
-		    const struct item_input *input, struct item *item);
-enum db_status	 db_delete_item(struct db *db, int32_t id);
+		    const struct item_input *input,
+		    const struct db_precondition *pre, struct item *item);
+/*
+ * pre: NULL for none. DB_PRECONDITION_FAILED leaves the version stored in
+ * item->version (replace) or *current (delete), for the answer's ETag.
+ */
+enum db_status	 db_delete_item(struct db *db, int32_t id,
+		    const struct db_precondition *pre, uint64_t *current);
 
 #endif

@@ -160,6 +160,8 @@ fcgi_accept(struct fcgi *f, struct request *req)
 	if (req->content_type != NULL && *req->content_type == '\0')
 		req->content_type = NULL;
 	req->authorization = param(f, "HTTP_AUTHORIZATION", NULL);
+	req->if_match = param(f, "HTTP_IF_MATCH", NULL);
+	req->if_none_match = param(f, "HTTP_IF_NONE_MATCH", NULL);
 	req->request_id = param(f, "REQUEST_ID", "-");
 	internal = param(f, "ITEMS_INTERNAL", "");
 	req->internal = strcmp(internal, "1") == 0;
@@ -247,8 +249,10 @@ fcgi_put_head(struct fcgi *f, const struct response *resp, bool with_length)
 	snprintf(status, sizeof(status), "%d %s", (int)resp->status,
 	    http_status_reason(resp->status));
 	head_add(&h, "Status", status);
-	/* A 204 carries no Content-Length at all (RFC 9110 section 8.6). */
-	if (with_length && resp->status != HTTP_NO_CONTENT) {
+	/* A 204 carries no Content-Length at all, and a 304 none that is
+	 * not its 200's (RFC 9110 sections 8.6 and 15.4.5). */
+	if (with_length && resp->status != HTTP_NO_CONTENT &&
+	    resp->status != HTTP_NOT_MODIFIED) {
 		snprintf(length, sizeof(length), "%zu", resp->body_len);
 		head_add(&h, "Content-Length", length);
 	}
@@ -256,6 +260,8 @@ fcgi_put_head(struct fcgi *f, const struct response *resp, bool with_length)
 	head_add(&h, "Location", resp->location);
 	head_add(&h, "Link", resp->link);
 	head_add(&h, "Allow", resp->allow);
+	if (resp->etag[0] != '\0')
+		head_add(&h, "ETag", resp->etag);
 	if (resp->www_authenticate)
 		head_add(&h, "WWW-Authenticate", "Bearer");
 	if (h.overflow || h.len + 2 > sizeof(h.data)) {

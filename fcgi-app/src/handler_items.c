@@ -1,6 +1,8 @@
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "etag.h"
 #include "handlers.h"
 #include "item.h"
 #include "json.h"
@@ -26,6 +28,12 @@ respond_db_failure(struct response *resp, enum db_status status)
 		    "outcome unknown: the database connection was lost after "
 		    "the write was sent; it may or may not have been applied, "
 		    "read the item before retrying");
+	case DB_OUTDATED:
+		return response_error(resp, HTTP_SERVICE_UNAVAILABLE,
+		    "database schema outdated: apply the migrations");
+	case DB_PRECONDITION_FAILED:
+		return response_error(resp, HTTP_PRECONDITION_FAILED,
+		    "the item has changed since the tag you sent: read it again");
 	case DB_OK:
 	case DB_ERROR:
 		break;
@@ -185,18 +193,64 @@ items_list(struct app *app, const struct request *req,
 	return resp->status;
 }
 
+/*
+ * A precondition header (docs/api.md, "Entity tags"): If-Match compares
+ * strongly, If-None-Match weakly (RFC 9110 section 13.1).
+ */
+struct condition {
+	const char		*field;		/* NULL: absent */
+	const char		*header;	/* its name, for a 400 */
+	enum etag_compare	 cmp;
+};
+
+/* 400 unless the value is "*" or a list of entity tags; -1 once answered. */
+static int
+condition_check_syntax(const struct condition *c, struct response *resp)
+{
+	char reason[64];
+	bool matched;
+
+	if (c->field == NULL || etag_list_match(c->field, strlen(c->field),
+	    NULL, c->cmp, &matched) == ETAG_OK)
+		return 0;
+	snprintf(reason, sizeof(reason), "malformed %s header", c->header);
+	response_error(resp, HTTP_BAD_REQUEST, reason);
+	return -1;
+}
+
+/* Does the value list the tag of version (or "*")? For db_precondition. */
+static bool
+condition_holds(void *ctx, uint64_t version)
+{
+	const struct condition *c = ctx;
+	char tag[ETAG_BUF_SIZE];
+	bool matched = false;
+
+	etag_format(version, tag);
+	return etag_list_match(c->field, strlen(c->field), tag, c->cmp,
+	    &matched) == ETAG_OK && matched;
+}
+
 enum http_status
 item_get(struct app *app, const struct request *req,
     const struct route_args *args, struct response *resp)
 {
+	struct condition none_match = { req->if_none_match, "If-None-Match",
+	    ETAG_WEAK };
 	enum db_status status;
 	struct item item = { 0 };
 
-	(void)req;
+	if (condition_check_syntax(&none_match, resp) == -1)
+		return resp->status;
 	status = db_get_item(app->db, args->id, &item);
 	if (status != DB_OK)
 		return respond_db_failure(resp, status);
-	response_json(resp, HTTP_OK, json_encode_item(&item));
+	etag_format(item.version, resp->etag);
+	if (none_match.field != NULL && condition_holds(&none_match,
+	    item.version))
+		resp->status = HTTP_NOT_MODIFIED;
+	else
+		response_json(resp, HTTP_OK, json_encode_item(&item));
 	item_finish(&item);
 	return resp->status;
 }
@@ -233,6 +287,7 @@ items_create(struct app *app, const struct request *req,
 		return respond_db_failure(resp, status);
 	snprintf(resp->location, sizeof(resp->location), "/items/%ld",
 	    (long)item.id);
+	etag_format(item.version, resp->etag);
 	response_json(resp, HTTP_CREATED, json_encode_item(&item));
 	item_finish(&item);
 	return resp->status;
@@ -242,16 +297,26 @@ enum http_status
 item_replace(struct app *app, const struct request *req,
     const struct route_args *args, struct response *resp)
 {
+	struct condition match = { req->if_match, "If-Match", ETAG_STRONG };
+	struct db_precondition pre = { condition_holds, &match };
 	struct item_input input;
 	struct item item = { 0 };
 	enum db_status status;
 
 	if (parse_body(req, &input, resp) == -1)
 		return resp->status;
-	status = db_replace_item(app->db, args->id, &input, &item);
+	if (condition_check_syntax(&match, resp) == -1) {
+		item_input_finish(&input);
+		return resp->status;
+	}
+	status = db_replace_item(app->db, args->id, &input,
+	    match.field != NULL ? &pre : NULL, &item);
 	item_input_finish(&input);
+	if (status == DB_PRECONDITION_FAILED)
+		etag_format(item.version, resp->etag);
 	if (status != DB_OK)
 		return respond_db_failure(resp, status);
+	etag_format(item.version, resp->etag);
 	response_json(resp, HTTP_OK, json_encode_item(&item));
 	item_finish(&item);
 	return resp->status;
@@ -261,10 +326,17 @@ enum http_status
 item_delete(struct app *app, const struct request *req,
     const struct route_args *args, struct response *resp)
 {
+	struct condition match = { req->if_match, "If-Match", ETAG_STRONG };
+	struct db_precondition pre = { condition_holds, &match };
 	enum db_status status;
+	uint64_t current = 0;
 
-	(void)req;
-	status = db_delete_item(app->db, args->id);
+	if (condition_check_syntax(&match, resp) == -1)
+		return resp->status;
+	status = db_delete_item(app->db, args->id,
+	    match.field != NULL ? &pre : NULL, &current);
+	if (status == DB_PRECONDITION_FAILED)
+		etag_format(current, resp->etag);
 	if (status != DB_OK)
 		return respond_db_failure(resp, status);
 	resp->status = HTTP_NO_CONTENT;

@@ -22,6 +22,8 @@ status_get(struct app *app, const struct request *req,
 	case DB_NOT_FOUND:
 	case DB_UNAVAILABLE:
 	case DB_UNKNOWN:
+	case DB_OUTDATED:	/* with its own reason: the healthcheck fails on it */
+	case DB_PRECONDITION_FAILED:
 		break;
 	}
 	return response_json(resp, HTTP_SERVICE_UNAVAILABLE,

@@ -40,11 +40,13 @@ http_status_reason(enum http_status status)
 	case HTTP_OK:				return "OK";
 	case HTTP_CREATED:			return "Created";
 	case HTTP_NO_CONTENT:			return "No Content";
+	case HTTP_NOT_MODIFIED:			return "Not Modified";
 	case HTTP_BAD_REQUEST:			return "Bad Request";
 	case HTTP_UNAUTHORIZED:			return "Unauthorized";
 	case HTTP_FORBIDDEN:			return "Forbidden";
 	case HTTP_NOT_FOUND:			return "Not Found";
 	case HTTP_METHOD_NOT_ALLOWED:		return "Method Not Allowed";
+	case HTTP_PRECONDITION_FAILED:		return "Precondition Failed";
 	case HTTP_CONTENT_TOO_LARGE:		return "Content Too Large";
 	case HTTP_UNSUPPORTED_MEDIA_TYPE:	return "Unsupported Media Type";
 	case HTTP_INTERNAL_SERVER_ERROR:	return "Internal Server Error";

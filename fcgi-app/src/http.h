@@ -8,16 +8,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "etag.h"
+
 /* The values are the codes themselves (RFC 9110 section 15). */
 enum http_status {
 	HTTP_OK = 200,
 	HTTP_CREATED = 201,
 	HTTP_NO_CONTENT = 204,
+	HTTP_NOT_MODIFIED = 304,
 	HTTP_BAD_REQUEST = 400,
 	HTTP_UNAUTHORIZED = 401,
 	HTTP_FORBIDDEN = 403,
 	HTTP_NOT_FOUND = 404,
 	HTTP_METHOD_NOT_ALLOWED = 405,
+	HTTP_PRECONDITION_FAILED = 412,
 	HTTP_CONTENT_TOO_LARGE = 413,
 	HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
 	HTTP_INTERNAL_SERVER_ERROR = 500,
@@ -46,6 +50,8 @@ struct request {
 	const char	*query;		/* raw query string, "" when absent */
 	const char	*content_type;	/* NULL when absent */
 	const char	*authorization;	/* NULL when absent */
+	const char	*if_match;	/* NULL when absent */
+	const char	*if_none_match;	/* NULL when absent */
 	const char	*request_id;	/* "-" when absent */
 	const char	*body;
 	size_t		 body_len;
@@ -76,6 +82,7 @@ struct response {
 	bool		 www_authenticate;
 	char		 location[48];
 	char		 link[96];
+	char		 etag[ETAG_BUF_SIZE];	/* "" for none */
 	const struct response_stream *stream;	/* borrowed; NULL: hold only */
 	bool		 started;	/* the head was sent: only body can follow */
 	bool		 cut;		/* the body could not be finished */

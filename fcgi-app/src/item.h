@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Limits of the contract, which are also the column sizes in mysql/schema.sql. */
+/* Limits of the contract, which are also the column sizes in mysql/migrations/. */
 #define ITEM_NAME_MAX_CHARS	255
 #define ITEM_NAME_MAX_BYTES	(ITEM_NAME_MAX_CHARS * 4)
 #define ITEM_DESCRIPTION_MAX_BYTES 65535
@@ -16,6 +16,7 @@ struct item {
 	char	*name;			/* owned */
 	char	*description;		/* owned; NULL is JSON null */
 	char	 created_at[21];	/* "YYYY-MM-DDTHH:MM:SSZ" */
+	uint64_t version;		/* the row version: its ETag (etag.h) */
 };
 
 /* What a client may write: the validated body of POST and PUT. */

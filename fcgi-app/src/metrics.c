@@ -14,10 +14,11 @@
 #include "log.h"
 
 /* Bumped whenever the layout of struct metrics_shared changes. */
-#define METRICS_MAGIC 0x32766d6d65746902ULL
+#define METRICS_MAGIC 0x32766d6d65746903ULL
 
 static const int status_codes[METRICS_STATUS_SLOTS - 1] = {
-	200, 201, 204, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503, 504,
+	200, 201, 204, 304, 400, 401, 403, 404, 405, 412, 413, 415, 429, 500,
+	503, 504,
 };
 
 /* Upper bounds in seconds; the last bucket is +Inf. */

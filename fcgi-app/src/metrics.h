@@ -25,7 +25,7 @@ enum route_id {
 	ROUTE_COUNT
 };
 
-#define METRICS_STATUS_SLOTS	15	/* the codes we answer, plus "other" */
+#define METRICS_STATUS_SLOTS	17	/* the codes we answer, plus "other" */
 #define METRICS_BUCKETS		15	/* the last is +Inf */
 #define METRICS_WORKER_SLOTS	256
 
