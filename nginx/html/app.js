@@ -4,6 +4,12 @@
 // Safe by construction: every piece of data enters the page as text
 // (textContent or text nodes), never as HTML; no eval, no inline script or
 // style, so the strict Content-Security-Policy `default-src 'self'` holds.
+//
+// Concurrent edits (API v1.1, docs/api.md "Entity tags"): every PUT and DELETE
+// carries `If-Match` with the ETag of the version the person saw. Lists carry
+// no ETag, so opening the edit form or the delete confirmation first reads the
+// item (GET /items/{id}); a 412 says someone else changed it meanwhile: the
+// page says so, shows the current version and keeps its new ETag.
 
 const STATUS_INTERVAL_MS = 5000;
 const STATUS_TIMEOUT_MS = 4000;
@@ -83,12 +89,14 @@ const isEditing = () => token.get() !== '';
 /* ------------------------------------------------------------------ API */
 
 // Performs one request and never throws. The result says what happened:
-// { ok, status (0 when no HTTP answer), network, timeout, data, error, requestId, headers }.
-async function api(method, path, { body, auth = false, timeout = REQUEST_TIMEOUT_MS } = {}) {
+// { ok, status (0 when no HTTP answer), network, timeout, data, error, requestId, headers, etag }.
+// `ifMatch`: the entity tag a write is conditional on (sent as `If-Match`).
+async function api(method, path, { body, auth = false, ifMatch, timeout = REQUEST_TIMEOUT_MS } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
   if (auth) headers.Authorization = `Bearer ${token.get()}`;
-  const result = { ok: false, status: 0, network: false, timeout: false, data: null, error: '', requestId: '', headers: null };
+  if (ifMatch) headers['If-Match'] = ifMatch;
+  const result = { ok: false, status: 0, network: false, timeout: false, data: null, error: '', requestId: '', headers: null, etag: '' };
   let response;
   try {
     response = await fetch(path, {
@@ -109,6 +117,7 @@ async function api(method, path, { body, auth = false, timeout = REQUEST_TIMEOUT
   result.ok = response.ok;
   result.headers = response.headers;
   result.requestId = response.headers.get('X-Request-ID') || '';
+  result.etag = response.headers.get('ETag') || '';
   const type = response.headers.get('Content-Type') || '';
   if (response.status !== 204 && /^application\/json\s*(;|$)/i.test(type)) {
     try {
@@ -152,6 +161,8 @@ function describeFailure(r, { write = false } = {}) {
       return `Les modifications sont désactivées sur ce serveur : aucun jeton d’API n’y est configuré.${unsaved}`;
     case 404:
       return `Cet élément n’existe plus : il a peut-être été supprimé entre-temps.${unsaved}`;
+    case 412:
+      return `Cet élément a été modifié entre-temps par quelqu’un d’autre.${unsaved}`;
     case 413:
       return `Le contenu envoyé est trop volumineux (128 Kio au maximum).${unsaved}`;
     case 415:
@@ -164,6 +175,17 @@ function describeFailure(r, { write = false } = {}) {
     default:
       return `Erreur inattendue du serveur (HTTP ${r.status}).${unsaved} ${write ? 'Réessayez' : 'Utilisez « Actualiser la liste » pour réessayer'}.${ref}`;
   }
+}
+
+// describeFailure for a write, `verb` saying what did not happen ('enregistré', 'supprimé').
+function describeWriteFailure(r, verb) {
+  return describeFailure(r, { write: true }).replace('Rien n’a été enregistré.', `Rien n’a été ${verb}.`);
+}
+
+// A write refused with 412: someone else changed the item since the person read it.
+function conflictMessage(verb, shown) {
+  const current = shown ? 'Voici sa version actuelle.' : 'Sa version actuelle n’a pas pu être chargée : réessayez dans un instant.';
+  return `Cet élément a été modifié entre-temps par quelqu’un d’autre : rien n’a été ${verb}. ${current}`;
 }
 
 // Follows RFC 8288: returns the same-origin /items target of rel="next", or null.
@@ -287,6 +309,8 @@ const itemsUi = {
   reload: byId('items-reload'),
 };
 const items = new Map(); // id -> item, the list as last loaded and edited
+const etags = new Map(); // id -> ETag of the version shown, when known (lists carry none)
+const reading = new Set(); // ids whose current version is being read before an edit or delete
 let listState = 'loading'; // loading | ready | error
 let loadGeneration = 0;
 
@@ -332,6 +356,7 @@ async function loadItems() {
     url = nextLink(r.headers.get('Link'));
   }
   items.clear();
+  etags.clear(); // the list's versions come without tags
   for (const item of loaded) {
     if (item && Number.isInteger(item.id)) items.set(item.id, item);
   }
@@ -355,7 +380,8 @@ function renderItem(item) {
   return li;
 }
 
-function fillItemView(li, item) {
+// `alert`: a message shown at the bottom of the card (e.g. after a refused write).
+function fillItemView(li, item, { alert } = {}) {
   const nameId = `item-${item.id}-name`;
   const hasDescription = typeof item.description === 'string' && item.description !== '';
   const article = el('article', { class: 'item-card', 'aria-labelledby': nameId },
@@ -366,6 +392,7 @@ function fillItemView(li, item) {
     el('p', { class: 'item-meta' }, 'Ajouté le ', el('time', { datetime: item.created_at }, formatDate(item.created_at))),
   );
   if (isEditing()) article.append(itemActions(li, item));
+  if (alert) article.append(el('p', { class: 'form-error', role: 'alert' }, alert));
   li.replaceChildren(article);
 }
 
@@ -373,8 +400,8 @@ function itemActions(li, item) {
   const label = (verb) => [verb, el('span', { class: 'visually-hidden' }, ` « ${item.name} »`)];
   const edit = el('button', { type: 'button', class: 'secondary', 'data-action': 'edit' }, ...label('Modifier'));
   const remove = el('button', { type: 'button', class: 'danger', 'data-action': 'delete' }, ...label('Supprimer'));
-  edit.addEventListener('click', () => openEditForm(li, item));
-  remove.addEventListener('click', () => openDeleteConfirm(li, item, actions));
+  edit.addEventListener('click', () => startEdit(li, item));
+  remove.addEventListener('click', () => openDeleteConfirm(li, item));
   const actions = el('div', { class: 'item-actions' }, edit, remove);
   return actions;
 }
@@ -385,10 +412,48 @@ function focusItemButton(id, action) {
   if (button) button.focus();
 }
 
+// Keeps the ETag a single-item answer (GET, POST, PUT) carries for that item.
+function keepTag(id, r) {
+  if (r.etag) etags.set(id, r.etag);
+  else etags.delete(id);
+}
+
+function sameVersion(a, b) {
+  return a.name === b.name && (a.description ?? null) === (b.description ?? null) && a.created_at === b.created_at;
+}
+
+// Reads the item as stored now, with its ETag, before an edit or a delete and
+// after a 412. Returns { item } (kept in `items` and `etags`), { gone: true }
+// for a 404, or { failure: '<French sentences>' } (`verb`: what will not happen).
+async function readCurrent(id, verb) {
+  const r = await api('GET', `/items/${id}`);
+  if (r.ok && r.data && r.data.id === id && r.etag) {
+    items.set(id, r.data);
+    keepTag(id, r);
+    return { item: r.data };
+  }
+  if (r.status === 404) return { gone: true };
+  noteFailure(r);
+  if (r.ok) return { failure: `Réponse inattendue de l’API (élément sans ETag) : rien n’a été ${verb}. Utilisez « Actualiser la liste » pour réessayer.` };
+  return { failure: `Impossible de lire la version actuelle de cet élément. ${describeWriteFailure(r, verb)}` };
+}
+
+// The item no longer exists: its card goes, the notice says why.
+function forgetItem(li, id, text) {
+  items.delete(id);
+  etags.delete(id);
+  li.remove();
+  updateCount();
+  announce(text);
+  itemsUi.title.focus();
+}
+
 /* ---------------------------------------------------------------- forms */
 
 // A create/edit form. `submit(body)` performs the request and returns the API result.
-function buildItemForm({ prefix, title, submitLabel, initial, submit, onDone, onCancel }) {
+// `onConflict()`, on a 412, shows the current version and resolves with the message
+// for the form ('' when the form is gone).
+function buildItemForm({ prefix, title, submitLabel, initial, submit, onDone, onCancel, onConflict }) {
   const nameId = `${prefix}-name`;
   const descId = `${prefix}-description`;
   const nameError = el('p', { id: `${nameId}-error`, class: 'field-error', hidden: true });
@@ -461,11 +526,19 @@ function buildItemForm({ prefix, title, submitLabel, initial, submit, onDone, on
     form.setAttribute('aria-busy', 'true');
     const body = { name: nameInput.value, description: descInput.value === '' ? null : descInput.value };
     const r = await submit(body);
+    const conflict = r.status === 412 && onConflict ? await onConflict() : null;
     busy = false;
     submitButton.disabled = false;
     form.setAttribute('aria-busy', 'false');
     if (r.ok) {
       onDone(r.data, { form, nameInput, descInput, clearErrors });
+      return;
+    }
+    if (conflict !== null) {
+      if (conflict) {
+        showFormError(conflict);
+        nameInput.focus();
+      }
       return;
     }
     const field = r.status === 400 && r.error ? fieldOfMessage(r.error) : null;
@@ -474,7 +547,12 @@ function buildItemForm({ prefix, title, submitLabel, initial, submit, onDone, on
     else showFormError(describeFailure(r, { write: true }));
     noteFailure(r);
   });
-  return { form, nameInput };
+  // Puts another version of the item in the fields (after a 412).
+  function setValues(item) {
+    nameInput.value = item.name;
+    descInput.value = item.description ?? '';
+  }
+  return { form, nameInput, setValues };
 }
 
 const notice = byId('edit-notice');
@@ -489,7 +567,11 @@ function mountCreateForm() {
     title: 'Ajouter un élément',
     submitLabel: 'Ajouter',
     initial: { name: '', description: null },
-    submit: (body) => api('POST', '/items', { body, auth: true }),
+    async submit(body) {
+      const r = await api('POST', '/items', { body, auth: true });
+      if (r.ok && r.data && Number.isInteger(r.data.id)) keepTag(r.data.id, r);
+      return r;
+    },
     onDone(item, { nameInput, descInput, clearErrors }) {
       clearErrors();
       nameInput.value = '';
@@ -508,17 +590,44 @@ function mountCreateForm() {
   byId('create-form-slot').replaceChildren(createForm.form);
 }
 
-function openEditForm(li, item) {
+// "Modifier": reads the current version and its ETag, then opens the form on it.
+async function startEdit(li, shown) {
+  if (reading.has(shown.id)) return;
+  reading.add(shown.id);
+  const current = await readCurrent(shown.id, 'enregistré');
+  reading.delete(shown.id);
+  if (!li.isConnected) return; // the list was reloaded meanwhile
+  if (current.gone) {
+    forgetItem(li, shown.id, `L’élément « ${shown.name} » n’existe plus : il a été supprimé entre-temps.`);
+    return;
+  }
+  if (current.failure) {
+    fillItemView(li, shown, { alert: current.failure });
+    focusItemButton(shown.id, 'edit');
+    return;
+  }
+  openEditForm(li, current.item, { changed: !sameVersion(shown, current.item) });
+}
+
+// `changed`: the version read differs from the one the card showed.
+function openEditForm(li, item, { changed = false } = {}) {
+  const id = item.id;
+  const formTitle = (it) => `Modifier l’élément « ${it.name} »`;
+  const heading = el('h3', { class: 'item-name' }, `Modifier « ${item.name} »`);
   const cancel = () => {
-    fillItemView(li, items.get(item.id) || item);
-    focusItemButton(item.id, 'edit');
+    fillItemView(li, items.get(id) || item);
+    focusItemButton(id, 'edit');
   };
-  const { form, nameInput } = buildItemForm({
-    prefix: `edit-${item.id}`,
-    title: `Modifier l’élément « ${item.name} »`,
+  const ui = buildItemForm({
+    prefix: `edit-${id}`,
+    title: formTitle(item),
     submitLabel: 'Enregistrer',
     initial: item,
-    submit: (body) => api('PUT', `/items/${item.id}`, { body, auth: true }),
+    submit: async (body) => {
+      const r = await api('PUT', `/items/${id}`, { body, auth: true, ifMatch: etags.get(id) });
+      if (r.ok) keepTag(id, r);
+      return r;
+    },
     onDone(updated) {
       const next = updated && Number.isInteger(updated.id) ? updated : item;
       items.set(next.id, next);
@@ -526,18 +635,53 @@ function openEditForm(li, item) {
       announce(`Élément « ${next.name} » enregistré.`);
       focusItemButton(next.id, 'edit');
     },
+    async onConflict() {
+      const current = await readCurrent(id, 'enregistré');
+      if (!li.isConnected) return '';
+      if (current.gone) {
+        forgetItem(li, id, `L’élément « ${item.name} » a été supprimé entre-temps par quelqu’un d’autre : rien n’a été enregistré.`);
+        return '';
+      }
+      if (current.failure) return conflictMessage('enregistré', false);
+      ui.setValues(current.item);
+      setText(heading, `Modifier « ${current.item.name} »`);
+      ui.form.setAttribute('aria-label', formTitle(current.item));
+      return conflictMessage('enregistré', true);
+    },
     onCancel: cancel,
   });
   li.replaceChildren(el('div', { class: 'item-card item-card-editing' },
-    el('h3', { class: 'item-name' }, `Modifier « ${item.name} »`), form));
-  nameInput.focus();
+    heading,
+    changed ? el('p', { class: 'notice' }, 'Cet élément a été modifié entre-temps : le formulaire montre sa version actuelle.') : null,
+    ui.form));
+  ui.nameInput.focus();
 }
 
-function openDeleteConfirm(li, item, actions) {
+// "Supprimer": reads the current version and its ETag, shows it on the card,
+// then asks for a confirmation; the DELETE is conditional on that version.
+async function openDeleteConfirm(li, shown) {
+  if (reading.has(shown.id)) return;
+  reading.add(shown.id);
+  const current = await readCurrent(shown.id, 'supprimé');
+  reading.delete(shown.id);
+  if (!li.isConnected) return;
+  if (current.gone) {
+    forgetItem(li, shown.id, `L’élément « ${shown.name} » avait déjà été supprimé.`);
+    return;
+  }
+  if (current.failure) {
+    fillItemView(li, shown, { alert: current.failure });
+    focusItemButton(shown.id, 'delete');
+    return;
+  }
+  const item = current.item;
+  fillItemView(li, item); // the card shows the version the person is asked to delete
+  const actions = li.querySelector('.item-actions');
   const error = el('p', { class: 'form-error', role: 'alert', hidden: true });
   const confirm = el('button', { type: 'button', class: 'danger', 'data-action': 'confirm-delete' }, 'Oui, supprimer');
   const cancel = el('button', { type: 'button', class: 'secondary', 'data-action': 'cancel-delete' }, 'Annuler');
   const box = el('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirmer la suppression' },
+    sameVersion(shown, item) ? null : el('p', { class: 'notice' }, 'Cet élément a été modifié entre-temps : la fiche montre sa version actuelle.'),
     el('p', {}, 'Supprimer définitivement cet élément ?'),
     el('div', { class: 'row' }, confirm, cancel),
     error);
@@ -554,17 +698,29 @@ function openDeleteConfirm(li, item, actions) {
   confirm.addEventListener('click', async () => {
     confirm.disabled = true;
     error.hidden = true;
-    const r = await api('DELETE', `/items/${item.id}`, { auth: true });
-    confirm.disabled = false;
+    const r = await api('DELETE', `/items/${item.id}`, { auth: true, ifMatch: etags.get(item.id) });
     if (r.ok || r.status === 404) {
-      items.delete(item.id);
-      li.remove();
-      updateCount();
-      announce(r.ok ? `Élément « ${item.name} » supprimé.` : `L’élément « ${item.name} » avait déjà été supprimé.`);
-      itemsUi.title.focus();
+      forgetItem(li, item.id, r.ok ? `Élément « ${item.name} » supprimé.` : `L’élément « ${item.name} » avait déjà été supprimé.`);
       return;
     }
-    setText(error, describeFailure(r, { write: true }).replace('Rien n’a été enregistré.', 'Rien n’a été supprimé.'));
+    if (r.status === 412) {
+      const now = await readCurrent(item.id, 'supprimé');
+      confirm.disabled = false;
+      if (!li.isConnected) return;
+      if (now.gone) {
+        forgetItem(li, item.id, `L’élément « ${item.name} » a été supprimé entre-temps par quelqu’un d’autre.`);
+      } else if (now.item) {
+        // The confirmation was about another version: show the current one and ask again.
+        fillItemView(li, now.item, { alert: conflictMessage('supprimé', true) });
+        focusItemButton(item.id, 'delete');
+      } else {
+        setText(error, conflictMessage('supprimé', false));
+        error.hidden = false;
+      }
+      return;
+    }
+    confirm.disabled = false;
+    setText(error, describeWriteFailure(r, 'supprimé'));
     error.hidden = false;
     noteFailure(r);
   });

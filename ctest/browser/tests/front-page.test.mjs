@@ -341,6 +341,127 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
     await page.context().close();
   });
 
+  test('two tabs change the same item: the later write gets 412, sees the current version, then succeeds', async (t) => {
+    named(t);
+    const CONFLICT_SAVED = 'Cet élément a été modifié entre-temps par quelqu’un d’autre : rien n’a été enregistré. Voici sa version actuelle.';
+    const CONFLICT_DELETED = 'Cet élément a été modifié entre-temps par quelqu’un d’autre : rien n’a été supprimé. Voici sa version actuelle.';
+    const created = await api.create({ name: 'Modifié dans deux onglets', description: 'Version d’origine' });
+    const { id } = created;
+    const tagOf = async () => {
+      const r = await api.get(id);
+      assert.equal(r.status, 200);
+      const tag = r.headers.get('etag');
+      assert.match(tag || '', /^"[^"]+"$/, `GET /items/${id} has a strong ETag`);
+      return { item: r.data, tag };
+    };
+    const tag1 = (await tagOf()).tag;
+
+    // Two tabs of one browser (sessionStorage, hence the token, is per tab).
+    const pageA = await openPage();
+    const context = pageA.context();
+    try {
+      const writes = []; // every PUT and DELETE the tabs sent, with its If-Match and status
+      context.on('response', (res) => {
+        const req = res.request();
+        if (req.method() === 'PUT' || req.method() === 'DELETE') {
+          writes.push({ method: req.method(), ifMatch: req.headers()['if-match'], status: res.status() });
+        }
+      });
+      const pageB = await context.newPage();
+      pageB.setDefaultTimeout(15000);
+      await pageB.goto(stack.baseUrl + '/');
+      await waitForList(pageB);
+      await enterToken(pageA, stack.apiToken);
+      await enterToken(pageB, stack.apiToken);
+      const liA = itemLi(pageA, id);
+      const liB = itemLi(pageB, id);
+      const nameA = pageA.locator(`#edit-${id}-name`);
+      const descA = pageA.locator(`#edit-${id}-description`);
+      const nameB = pageB.locator(`#edit-${id}-name`);
+      const descB = pageB.locator(`#edit-${id}-description`);
+
+      // Both tabs open the item for editing.
+      await liA.locator('button[data-action="edit"]').click();
+      await liB.locator('button[data-action="edit"]').click();
+      assert.equal(await nameA.inputValue(), created.name);
+      assert.equal(await nameB.inputValue(), created.name);
+
+      // A saves first: 200.
+      await nameA.fill('Version de l’onglet A');
+      await descA.fill('Écrite par A');
+      await pageA.getByRole('button', { name: 'Enregistrer' }).click();
+      await eventually(async () => assert.equal(await liA.locator('.item-name').textContent(), 'Version de l’onglet A'));
+      const afterA = await tagOf();
+      assert.equal(afterA.item.name, 'Version de l’onglet A');
+      assert.notEqual(afterA.tag, tag1, 'a PUT gives a new ETag');
+
+      // B saves its own change, made on the version it read before A's: 412.
+      await recorder.allowingHttpErrors([412], async () => {
+        await nameB.fill('Version de l’onglet B');
+        await descB.fill('Écrite par B');
+        await pageB.getByRole('button', { name: 'Enregistrer' }).click();
+        const error = liB.locator('.form-error');
+        await error.waitFor();
+        assert.equal(await error.textContent(), CONFLICT_SAVED);
+        assert.equal(await error.getAttribute('role'), 'alert');
+      });
+      await liB.scrollIntoViewIfNeeded();
+      await pageB.screenshot({ path: path.join(OUTPUT, 'desktop-conflict.png') });
+      const kept = await tagOf();
+      assert.deepEqual(kept.item, afterA.item, 'the server keeps A’s version');
+      assert.equal(kept.tag, afterA.tag);
+      // B now shows A's version, and a second attempt succeeds.
+      assert.equal(await nameB.inputValue(), 'Version de l’onglet A');
+      assert.equal(await descB.inputValue(), 'Écrite par A');
+      assert.match(await liB.locator('h3').textContent(), /Version de l’onglet A/);
+      await nameB.fill('Version de l’onglet B, après relecture');
+      await pageB.getByRole('button', { name: 'Enregistrer' }).click();
+      await eventually(async () => assert.equal(await liB.locator('.item-name').textContent(), 'Version de l’onglet B, après relecture'));
+      assert.equal(await liB.locator('.item-description').textContent(), 'Écrite par A');
+      assert.equal(await liB.locator('.form-error').count(), 0);
+      const afterB = await tagOf();
+      assert.deepEqual(afterB.item, { ...created, name: 'Version de l’onglet B, après relecture', description: 'Écrite par A' });
+
+      // B asks to delete it; A changes it before B confirms: 412, nothing deleted.
+      await liB.locator('button[data-action="delete"]').click();
+      await liB.locator('button[data-action="confirm-delete"]').waitFor();
+      await liA.locator('button[data-action="edit"]').click();
+      assert.equal(await nameA.inputValue(), 'Version de l’onglet B, après relecture', 'A edits the current version');
+      assert.match(await liA.locator('.notice').textContent(), /modifié entre-temps/);
+      await nameA.fill('Seconde version de l’onglet A');
+      await pageA.getByRole('button', { name: 'Enregistrer' }).click();
+      await eventually(async () => assert.equal(await liA.locator('.item-name').textContent(), 'Seconde version de l’onglet A'));
+      await recorder.allowingHttpErrors([412], async () => {
+        await liB.locator('button[data-action="confirm-delete"]').click();
+        const error = liB.locator('.form-error');
+        await error.waitFor();
+        assert.equal(await error.textContent(), CONFLICT_DELETED);
+      });
+      const notDeleted = await tagOf();
+      assert.equal(notDeleted.item.name, 'Seconde version de l’onglet A', 'not deleted, A’s version kept');
+      assert.equal(await liB.locator('.item-name').textContent(), 'Seconde version de l’onglet A', 'B shows the current version');
+      assert.equal(await pageB.evaluate(() => document.activeElement.dataset.action), 'delete', 'focus on Supprimer');
+
+      // Asked again, about the version it now shows, B deletes it.
+      await liB.locator('button[data-action="delete"]').click();
+      await liB.locator('button[data-action="confirm-delete"]').click();
+      await eventually(async () => assert.equal(await liB.count(), 0));
+      assert.equal((await api.get(id)).status, 404);
+
+      // Every write carried the ETag of the version its tab had read.
+      assert.deepEqual(writes, [
+        { method: 'PUT', ifMatch: tag1, status: 200 },
+        { method: 'PUT', ifMatch: tag1, status: 412 },
+        { method: 'PUT', ifMatch: afterA.tag, status: 200 },
+        { method: 'PUT', ifMatch: afterB.tag, status: 200 },
+        { method: 'DELETE', ifMatch: afterB.tag, status: 412 },
+        { method: 'DELETE', ifMatch: notDeleted.tag, status: 204 },
+      ]);
+    } finally {
+      await context.close();
+    }
+  });
+
   test('with a wrong token the user sees why nothing was saved', async (t) => {
     named(t);
     const victim = await api.create({ name: 'Ne doit pas disparaître', description: null });
@@ -375,8 +496,9 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
     named(t);
     const locked = await startStack({ logsDir: path.join(OUTPUT, 'stack-logs-no-token'), noToken: true });
     const lockedApi = apiClient(locked.baseUrl, 'un-jeton-quelconque');
+    let context;
     try {
-      const context = await browser.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
+      context = await browser.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
       await recorder.attach(context);
       const page = await context.newPage();
       await page.goto(locked.baseUrl + '/');
@@ -398,8 +520,9 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
       const items = await lockedApi.all();
       assert.equal(items.length, 5, 'nothing created');
       assert.equal(items[0].name, first.name, 'nothing changed');
-      await context.close();
     } finally {
+      // Closed even on a failure: its page would go on polling the stopped stack.
+      if (context) await context.close();
       await locked.stop();
     }
   });
