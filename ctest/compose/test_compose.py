@@ -677,6 +677,59 @@ def check_worker_replaced():
     check("api: a killed worker (kill -9) is replaced, the pool keeps answering", replaced)
 
 
+def healthcheck(container):
+    """Runs the container's own healthcheck command in it: (exit status, output)."""
+    test = inspect(container)["Config"]["Healthcheck"]["Test"]
+    argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    proc = docker("exec", container, *argv, check_rc=False, timeout=30)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def health(container):
+    return inspect(container)["State"].get("Health", {}).get("Status")
+
+
+def check_schema_gate():
+    """The api's health follows the schema version: a worker that finds the schema older than it
+    needs answers 503 with its own message, and the healthcheck fails on it (a deploy that forgot the
+    migrations stops, Swarm rolls back); the schema back, healthy again without a restart."""
+    api = cid("api")
+    saved = {}
+
+    def outdated():
+        version, name, checksum = mariadb(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version DESC LIMIT 1")[0]
+        saved["row"] = (int(version), name, checksum)
+        mariadb(f"DELETE FROM schema_migrations WHERE version = {int(version)}")
+        # The workers check the schema when they connect: end their connections from the server.
+        for (conn_id,) in mariadb("SELECT id FROM information_schema.PROCESSLIST WHERE user = 'items'"):
+            mariadb(f"KILL CONNECTION {int(conn_id)}")
+        body = {}
+
+        def gated():
+            r = request("GET", "/status")
+            body.update(status=r.status, json=json.loads(r.body or b"{}"))
+            return r.status == 503 and body["json"].get("message", "").startswith("database schema outdated")
+        assert wait_for(gated, 10), f"/status after the schema went back: {body}"
+        assert request("GET", "/items").status == 503, "/items is not 503 on an outdated schema"
+        code, out = healthcheck(api)
+        assert code != 0 and "database schema outdated" in out, f"the api healthcheck passed: exit {code}, {out!r}"
+        assert wait_for(lambda: health(api) == "unhealthy", 30), f"docker still says the api is {health(api)}"
+        log(f"outdated schema: /status {body['status']} {body['json'].get('message')!r}; api healthcheck exit {code}")
+
+    def back():
+        version, name, checksum = saved["row"]
+        mariadb(f"INSERT INTO schema_migrations (version, name, checksum) VALUES ({version}, '{name}', '{checksum}')")
+        assert wait_for(lambda: try_status() == 200, 10), f"/status {try_status()} after the schema came back"
+        code, out = healthcheck(api)
+        assert code == 0, f"the api healthcheck fails: exit {code}, {out!r}"
+        assert wait_for(lambda: health(api) == "healthy", 30), f"docker says the api is {health(api)}"
+
+    check("schema gate: the workers answer 503 'database schema outdated' and the api healthcheck fails on it",
+          outdated)
+    check("schema gate: the schema back, 200 and healthy again without a restart", back)
+
+
 def check_db_restart():
     api, db = cid("api"), cid("db")
     before = inspect(api)
@@ -686,6 +739,8 @@ def check_db_restart():
         docker("stop", "-t", "30", db, timeout=60)
         seen["down"] = wait_for(lambda: try_status() == 503 and request("GET", "/items").status == 503, 10)
         assert seen["down"], f"/status answers {try_status()} with the db stopped (want 503)"
+        code, out = healthcheck(api)
+        assert code == 0, f"a database outage made the api unhealthy: exit {code}, {out!r}"
 
     def recovery():
         docker("start", db)
@@ -698,7 +753,7 @@ def check_db_restart():
         assert after["State"]["StartedAt"] == before["State"]["StartedAt"], "the api container was restarted"
         assert after["RestartCount"] == before["RestartCount"], "the api container was restarted"
 
-    check("db restart: the api answers 503 while the db is down", outage)
+    check("db restart: the api answers 503 while the db is down, and stays healthy", outage)
     check("db restart: 200 again after, without restarting the api", recovery)
 
 
@@ -839,6 +894,7 @@ def main():
         check_secrets()
         check_big_pages()
         check_worker_replaced()
+        check_schema_gate()
         check_db_restart()
         check_backup_restore()
         check_graceful_stop_and_persistence()
