@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# Consistent logical dump of the application database from the running compose stack.
+# Consistent logical dump of the application database from the running compose stack (or, with
+# --swarm, from the Swarm stack's db task on this node).
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/backup.sh [FILE]
+Usage: scripts/backup.sh [--swarm] [FILE]
 
 Dumps the application database (MYSQL_DATABASE of the db service) from the running stack with
 mariadb-dump --single-transaction (a consistent snapshot of the InnoDB tables, taken without
 blocking the api's reads and writes), compressed with gzip.
 
-  FILE    where to write the dump (default: backups/items-YYYYMMDDTHHMMSSZ.sql.gz in the
-          repository); written 0600, and only once the dump completed ("-- Dump completed").
-  --help  this text
+  FILE     where to write the dump (default: backups/items-YYYYMMDDTHHMMSSZ.sql.gz in the
+           repository); written 0600, and only once the dump completed ("-- Dump completed").
+  --swarm  dump from the db task of the Swarm stack STACK_NAME (items), which must run on this
+           node (the one holding its volume)
+  --help   this text
 
 The dump runs inside the db container as its unprivileged OS user, authenticated by the local
 unix socket (no password anywhere). It holds the schema and the rows of the application
 database, not the accounts: those come from the secrets at the first start of a volume.
-Restore with scripts/restore.sh FILE. Environment: COMPOSE_PROJECT_NAME (items), COMPOSE_IMPL.
+Restore with scripts/restore.sh FILE. Environment: COMPOSE_PROJECT_NAME (items), COMPOSE_IMPL,
+STACK_NAME (items, with --swarm).
 EOF
 }
 
+swarm=0
 case ${1:-} in
     --help | -h) usage; exit 0 ;;
+    --swarm) swarm=1; shift ;;
+esac
+case ${1:-} in
     -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
 esac
 (($# <= 1)) || { usage >&2; exit 2; }
@@ -30,8 +38,15 @@ esac
 # shellcheck source=scripts/lib/docker.sh
 . "$(dirname "$0")/lib/docker.sh"
 dk_engine_running || dk_die "no Docker engine answers"
-dk_detect_compose 2>/dev/null
-[[ -n $(dk_cid db) ]] || dk_die "the db service is not running (scripts/deploy.sh starts it)"
+if ((swarm)); then
+    stack=${STACK_NAME:-items}
+    db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1)
+    [[ -n $db ]] || dk_die "no task of ${stack}_db runs on this node (back up on the node that holds its volume)"
+else
+    dk_detect_compose 2>/dev/null
+    db=$(dk_cid db)
+    [[ -n $db ]] || dk_die "the db service is not running (scripts/deploy.sh starts it)"
+fi
 
 out=${1:-$DK_ROOT/backups/items-$(date -u +%Y%m%dT%H%M%SZ).sql.gz}
 mkdir -p "$(dirname "$out")"
@@ -41,7 +56,7 @@ trap 'rm -f "$tmp"' EXIT
 
 start=$SECONDS
 # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
-dk_compose exec -T db sh -c 'exec mariadb-dump --single-transaction --quick --routines --triggers \
+docker exec "$db" sh -c 'exec mariadb-dump --single-transaction --quick --routines --triggers \
     --events --hex-blob --default-character-set=utf8mb4 --add-drop-table "$MYSQL_DATABASE"' |
     gzip -c >"$tmp"
 if ! gzip -dc "$tmp" | tail -n 1 | grep -q '^-- Dump completed'; then

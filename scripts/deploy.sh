@@ -21,9 +21,10 @@ smoke test through the public port passed:
   3. creates .env from .env.example when missing, and the missing secrets (scripts/secrets.sh);
   4. validates the compose file, builds the images;
   5. with REGISTRY set, tags the images with the version and the git commit and pushes them;
-  6. when the stack already runs and the new db image brings schema migrations its database
-     has not applied (mysql/migrations/), backs the database up first (scripts/backup.sh, into
-     backups/; the deploy stops if the backup fails): the db applies them as it restarts;
+  6. when the stack already runs (its db on this machine) and the new db image brings schema
+     migrations its database has not applied (mysql/migrations/), backs the database up first
+     (scripts/backup.sh, into backups/; the deploy stops if the backup fails): the db applies
+     them as it restarts (compose and --swarm alike);
   7. starts the stack, waits (bounded) until every service is healthy, smoke-tests /status and
      /items through the public port, prints the URLs and how long it took.
 On failure it prints the failing service's logs and exits non-zero.
@@ -252,7 +253,39 @@ smoke() {
     log "smoke test GET $path: 200"
 }
 
-# 6 (swarm). Deploy the stack, wait, smoke test.
+# 6. A backup before the db applies migrations to a database that holds data.
+# The migrations mysql/migrations/ has (what the db image was built with) that the running db has
+# not recorded; all of them for a database from before migrations. Nothing when no db runs here.
+running_db() {
+    if ((swarm)); then
+        docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1
+    else
+        dk_cid db
+    fi
+}
+pending_migrations() {
+    local db=$1 applied f
+    # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
+    applied=$(docker exec "$db" sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
+        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>/dev/null) || applied=""
+    for f in mysql/migrations/*.sql; do
+        grep -qxF "${f##*/}" <<<"$applied" || printf '%s\n' "${f##*/}"
+    done
+}
+if ((backup)); then
+    db=$(running_db)
+    pending=""
+    if [[ -n $db ]]; then pending=$(pending_migrations "$db"); fi
+    if [[ -n $pending ]]; then
+        log "the db will apply $(wc -l <<<"$pending") schema migration(s) as it restarts ($(tr '\n' ' ' <<<"$pending")): backing the database up first"
+        backup_args=()
+        if ((swarm)); then backup_args=(--swarm); fi
+        STACK_NAME=$stack "$DK_ROOT/scripts/backup.sh" "${backup_args[@]}" ||
+            dk_die "the backup before the migrations failed: nothing deployed (scripts/deploy.sh --no-backup skips it)"
+    fi
+fi
+
+# 7 (swarm). Deploy the stack, wait, smoke test.
 if ((swarm)); then
     swarm_failed() {
         local svc=${1:-}
@@ -313,29 +346,6 @@ if ((swarm)); then
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
 EOF
     exit 0
-fi
-
-# 6. A backup before the db applies migrations to a database that holds data.
-# The migrations mysql/migrations/ has (what the db image was built with) that the running db has
-# not recorded; all of them for a database from before migrations. Nothing when no db runs.
-pending_migrations() {
-    local cid applied f
-    cid=$(dk_cid db)
-    [[ -n $cid && $(docker inspect -f '{{.State.Running}}' "$cid" 2>/dev/null) == true ]] || return 0
-    # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
-    applied=$(dk_compose exec -T db sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
-        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>/dev/null) || applied=""
-    for f in mysql/migrations/*.sql; do
-        grep -qxF "${f##*/}" <<<"$applied" || printf '%s\n' "${f##*/}"
-    done
-}
-if ((backup)); then
-    pending=$(pending_migrations)
-    if [[ -n $pending ]]; then
-        log "the db will apply $(wc -l <<<"$pending") schema migration(s) as it restarts ($(tr '\n' ' ' <<<"$pending")): backing the database up first"
-        "$DK_ROOT/scripts/backup.sh" ||
-            dk_die "the backup before the migrations failed: nothing deployed (scripts/deploy.sh --no-backup skips it)"
-    fi
 fi
 
 # 7. Start, wait, smoke test.
