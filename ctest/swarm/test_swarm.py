@@ -543,6 +543,31 @@ def check_api():
     check("api: POST /items without a token 401", unauthorized)
 
 
+def check_backup_and_schema():
+    """The db task applied the migrations at its first start, and backup.sh --swarm dumps it from this
+    node (what deploy.sh --swarm runs before a deploy that brings migrations)."""
+    def schema():
+        db = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service('db')}").stdout.split()
+        assert db, "no db task on this node"
+        out = docker("exec", db[0], "mariadb", "--batch", "--skip-column-names", "items", "-e",
+                     "SELECT MAX(version) FROM schema_migrations").stdout.strip()
+        assert out == str(len(os.listdir(os.path.join(REPO, "mysql", "migrations")))), f"schema version {out!r}"
+
+    def backup():
+        path = os.path.join(tempfile.mkdtemp(prefix="items-swarm-backup."), "dump.sql.gz")
+        try:
+            run([os.path.join(REPO, "scripts", "backup.sh"), "--swarm", path], timeout=120)
+            assert os.stat(path).st_mode & 0o777 == 0o600, oct(os.stat(path).st_mode)
+            text = subprocess.run(["gzip", "-dc", path], capture_output=True, check=True).stdout.decode()
+            assert "CREATE TABLE `items`" in text and "CREATE TABLE `schema_migrations`" in text, text[:300]
+            assert text.rstrip().splitlines()[-1].startswith("-- Dump completed"), "incomplete dump"
+        finally:
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+    check("db: the migrations were applied at the db task's first start (schema version = newest migration)", schema)
+    check("backup: scripts/backup.sh --swarm writes a complete 0600 dump from the db task on this node", backup)
+
+
 def check_spread():
     def spread():
         addresses = front_resolves_api()
@@ -796,6 +821,7 @@ def run_checks(keep):
 
     check_definition(result["stderr"])
     check_api()
+    check_backup_and_schema()
     check_spread()
     throughput = Throughput()
     check_rolling_update(lambda: throughput.measure(REPLICAS))
