@@ -73,6 +73,8 @@ shopt -u nullglob
 ((${#versions[@]})) || die "no migration in $dir"
 mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -n)
 
+# utf8mb4 whatever the client's defaults: a migration may hold any text.
+client+=(--default-character-set=utf8mb4)
 sql() { "${client[@]}" --batch --skip-column-names "$database" -e "$1"; }
 
 # The lock lives as long as this session, held open beside the others and closed at exit.
