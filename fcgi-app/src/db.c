@@ -1099,6 +1099,7 @@ db_replace_item(struct db *db, int32_t id, const struct item_input *input,
 	    &description_null);
 	bind_version(&params[2], &version);
 	bind_long(&params[3], &id);
+	/* Read by STMT_UPDATE_IF only: a statement binds as many as it has markers. */
 	bind_version(&params[4], &current);
 	status = db_execute(db, stmt, params);
 	if (status != DB_OK)
