@@ -263,11 +263,17 @@ running_db() {
         dk_cid db
     fi
 }
+# Fails when the db does not answer (a crash loop, e.g. after a refused migration): there is then
+# nothing to back up from, and the deploy goes on (it is how such a db is mended).
 pending_migrations() {
     local db=$1 applied f
     # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
-    applied=$(docker exec "$db" sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
-        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>/dev/null) || applied=""
+    if ! applied=$(docker exec "$db" sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
+        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>&1); then
+        # No such table (1146): a database from before migrations, all of them pending.
+        [[ $applied == *"ERROR 1146"* ]] || return 1
+        applied=""
+    fi
     for f in mysql/migrations/*.sql; do
         grep -qxF "${f##*/}" <<<"$applied" || printf '%s\n' "${f##*/}"
     done
@@ -275,7 +281,10 @@ pending_migrations() {
 if ((backup)); then
     db=$(running_db)
     pending=""
-    if [[ -n $db ]]; then pending=$(pending_migrations "$db"); fi
+    if [[ -n $db ]] && ! pending=$(pending_migrations "$db"); then
+        log "the running db does not answer (restarting?): no backup before the deploy; take one with scripts/backup.sh once it serves"
+        pending=""
+    fi
     if [[ -n $pending ]]; then
         log "the db will apply $(wc -l <<<"$pending") schema migration(s) as it restarts ($(tr '\n' ' ' <<<"$pending")): backing the database up first"
         backup_args=()
