@@ -43,18 +43,8 @@ SERVICES = ("db", "api", "front")
 
 
 def env():
-    e = dict(os.environ)
-    e.update(
-        COMPOSE_PROJECT_NAME=PROJECT,
-        HTTP_PORT=str(PORT),
-        HTTP_BIND="0.0.0.0",
-        SECRETS_DIR=SECRETS_DIR,
-        EDGE_SUBNET=EDGE_SUBNET,
-        API_EDGE_IP=API_EDGE_IP,
-        FRONT_EDGE_IP=FRONT_EDGE_IP,
-        DATA_SUBNET=DATA_SUBNET,
-    )
-    return e
+    return checks.deploy_env(PROJECT, PORT, "0.0.0.0", SECRETS_DIR,
+                             (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET))
 
 
 def run(args, timeout=120, check_rc=True, input_text=None):
@@ -109,32 +99,8 @@ def worker_pids(container):
 # --- HTTP --------------------------------------------------------------------------------------------
 
 
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
-
-    def header(self, name):
-        return self.headers.get(name.lower())
-
-
 def request(method, path, body=None, headers=None, timeout=5):
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-    try:
-        hdrs = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
+    return checks.http_request(PORT, method, path, body, headers, timeout)
 
 
 def try_status(path="/status"):

@@ -1,13 +1,16 @@
 """What the end-to-end suites (ctest/compose, ctest/swarm) share: reporting
 each check as it runs and the closing line "N passed, M failed" that
-scripts/test.sh counts, and small helpers that read a container's processes
-from the host.
+scripts/test.sh counts, one HTTP request to the stack on loopback, and small
+helpers that read a container's processes from the host.
 
     import checks
     checks.check("front answers", lambda: ...)
     sys.exit(checks.finish())
 """
 
+import http.client
+import json
+import os
 import socket
 import time
 
@@ -49,6 +52,45 @@ def finish():
     """Prints the closing line; the exit status: 0 only if something passed and nothing failed."""
     print(f"{_counts['passed']} passed, {_counts['failed']} failed", flush=True)
     return 0 if _counts["failed"] == 0 and _counts["passed"] > 0 else 1
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # names in lower case
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=5):
+    """One request to 127.0.0.1:port on a connection of its own; body: JSON-serialisable or None."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def deploy_env(project, port, bind, secrets_dir, subnets, drop=()):
+    """The environment of a scripts/deploy.sh run of a test's own compose project: this process's,
+    less the names in drop, with the project, its port, secrets and networks.
+    subnets: (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET)."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(zip(("EDGE_SUBNET", "API_EDGE_IP", "FRONT_EDGE_IP", "DATA_SUBNET"), subnets))
+    env.update(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port), HTTP_BIND=bind, SECRETS_DIR=secrets_dir)
+    return env
 
 
 def wait_for(predicate, timeout, interval=0.25):

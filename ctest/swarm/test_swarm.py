@@ -208,18 +208,8 @@ def settle(load):
 
 
 def request(method, path, body=None, headers=None, timeout=5):
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-    try:
-        hdrs = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    r = checks.http_request(PORT, method, path, body, headers, timeout)
+    return r.status, r.body
 
 
 class Load:
