@@ -50,7 +50,8 @@ suite on, and swarm runs beside compose; their output is shown when they end):
   bench        scripts/bench.sh --smoke: every benchmark step runs and every body
                is right (it asserts no speed: figures come from a full run)
   browser      the page in headless Chromium (playwright-core)
-  compose      the Docker compose deployment, end to end (needs a Docker engine:
+  compose      the Docker compose deployment, end to end, then the upgrade of the
+               release before schema migrations in place (needs a Docker engine:
                as root on Debian it installs and starts one; skipped, a
                failure under CI, when there is none)
   swarm        the Docker Swarm stack, end to end: 3 api replicas, rolling update,
