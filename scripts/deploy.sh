@@ -369,6 +369,15 @@ failed() {
     exit 1
 }
 
+# A container in a restart loop (a db that refused a migration, say) cannot be replaced while the
+# engine is restarting it ("container is restarting"): stop it, so that up recreates it.
+for svc in db api front; do
+    cid=$(dk_cid "$svc")
+    if [[ -n $cid && $(docker inspect -f '{{.State.Restarting}}' "$cid" 2>/dev/null) == true ]]; then
+        log "$svc is restarting in a loop: stopping it before the deploy replaces it"
+        docker stop -t 10 "$cid" >/dev/null 2>&1 || true
+    fi
+done
 log "starting the stack"
 dk_compose up -d --remove-orphans >&2 || failed "" "compose up failed"
 if ! dk_wait_healthy "$timeout" db api front; then

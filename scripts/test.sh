@@ -9,19 +9,20 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench browser compose swarm)
+ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench browser compose upgrade swarm)
 # A run of every suite takes three lanes (vmstat showed the CPUs 85 % idle
 # during integration and hostile, 50 % during soak, 70 % during the Docker
 # suites):
 #  - BACKGROUND_SUITES need only CPU and time nothing: they run at nice 19,
 #    from the first suite that starts stacks on, and take what the others
 #    leave (a nice 0 process preempts them as it wakes);
-#  - swarm runs beside compose (both mostly wait on the engine; their
-#    projects, ports, subnets and secrets are apart), once the engine and
-#    the base image are ready;
+#  - upgrade and swarm run beside compose, each in a lane of its own (all
+#    three mostly wait on the engine; their projects, ports, subnets, images
+#    and secrets are apart), once the engine and the base image are ready;
 #  - everything else runs one suite at a time.
 # A lane's output is shown whole when it ends.
 BACKGROUND_SUITES=(clang static fuzz)
+BESIDE_COMPOSE_SUITES=(upgrade swarm)
 BUILD_SUITES=(selftest unit sanitizers)
 
 usage() {
@@ -30,7 +31,8 @@ usage: scripts/test.sh [--help] [SUITE ...]
 
 Runs the test suites (default: all, in this order, except that when other
 suites run too, clang, static and fuzz run at nice 19 from the integration
-suite on, and swarm runs beside compose; their output is shown when they end):
+suite on, and upgrade and swarm run beside compose; their output is shown
+when they end):
   selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
   clang        the same build and unit tests with clang
@@ -50,10 +52,13 @@ suite on, and swarm runs beside compose; their output is shown when they end):
   bench        scripts/bench.sh --smoke: every benchmark step runs and every body
                is right (it asserts no speed: figures come from a full run)
   browser      the page in headless Chromium (playwright-core)
-  compose      the Docker compose deployment, end to end, then the upgrade of the
-               release before schema migrations in place (needs a Docker engine:
+  compose      the Docker compose deployment, end to end (needs a Docker engine:
                as root on Debian it installs and starts one; skipped, a
                failure under CI, when there is none)
+  upgrade      the release before schema migrations (fd03663), deployed from a
+               clone and upgraded in place to this commit: data, schema
+               version, a second deploy, a tampered migration, concurrent
+               runners (ctest/compose/test_upgrade.sh; Docker, as compose)
   swarm        the Docker Swarm stack, end to end: 3 api replicas, rolling update,
                killed replica, token rotation, scaling, all under load (skipped,
                a failure under CI, when the engine cannot run a swarm;
@@ -396,6 +401,8 @@ prepare_db_template() {
 # The Docker suites skip (exit 77, "SKIP: reason") where no engine can run them.
 suite_compose() { run_counted compose "$REPO/ctest/compose/test_compose.sh"; }
 
+suite_upgrade() { run_counted upgrade "$REPO/ctest/compose/test_upgrade.sh"; }
+
 suite_swarm() { run_counted swarm "$REPO/ctest/swarm/test_swarm.sh"; }
 
 # True when one of the words before -- is among those after it.
@@ -468,7 +475,7 @@ finish_lane() {
   done < <(tail -n +2 "$LOG_DIR/lane-$name.state")
 }
 
-# The engine and the base image, once, before compose and swarm start
+# The engine and the base image, once, before the Docker suites start
 # together (each would otherwise install, start or build them at the same
 # time). Its failures are left to the suites, which report them.
 prepare_docker() {
@@ -495,7 +502,7 @@ main() {
   local started=$SECONDS
   prepare_db_template "${suites[@]}"
   # In the background only beside other suites (alone, they run as listed).
-  local background=() others=0 background_pid="" swarm_pid="" ran=" "
+  local background=() others=0 background_pid="" ran=" " lane_pids=() lane_names=() b
   for s in "${suites[@]}"; do
     if in_list "$s" -- "${BACKGROUND_SUITES[@]}"; then background+=("$s"); else others=1; fi
   done
@@ -513,16 +520,20 @@ main() {
       start_lane background 19 "${background[@]}"
       background_pid=$LANE_PID
     fi
-    if [[ $s == compose && $ran != *" swarm "* ]] && in_list swarm -- "${suites[@]}"; then
-      prepare_docker
-      start_lane swarm 0 swarm
-      swarm_pid=$LANE_PID
-      ran+="swarm "
+    if [[ $s == compose ]]; then
+      for b in "${BESIDE_COMPOSE_SUITES[@]}"; do
+        if [[ $ran != *" $b "* ]] && in_list "$b" -- "${suites[@]}"; then
+          ((${#lane_pids[@]})) || prepare_docker
+          start_lane "$b" 0 "$b"
+          lane_pids+=("$LANE_PID") lane_names+=("$b")
+          ran+="$b "
+        fi
+      done
     fi
     run_suite "$s"
     ran+="$s "
   done
-  if [[ -n $swarm_pid ]]; then finish_lane swarm "$swarm_pid"; fi
+  for b in "${!lane_pids[@]}"; do finish_lane "${lane_names[b]}" "${lane_pids[b]}"; done
   if [[ -n $background_pid ]]; then finish_lane background "$background_pid"; fi
   printf '\n=== summary (%ds, logs in %s) ===\n' "$((SECONDS - started))" "$LOG_DIR"
   printf '%s\n' "${SUMMARY[@]}"
