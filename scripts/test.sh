@@ -9,7 +9,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench browser compose upgrade swarm)
+ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench compose browser upgrade swarm)
 # A run of every suite takes three lanes (vmstat showed the CPUs 85 % idle
 # during integration and hostile, 50 % during soak, 70 % during the Docker
 # suites):
@@ -19,6 +19,7 @@ ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak 
 #  - upgrade and swarm run beside compose, each in a lane of its own (all
 #    three mostly wait on the engine; their projects, ports, subnets, images
 #    and secrets are apart), once the engine and the base image are ready;
+#    browser follows compose in the main lane, beside them too;
 #  - everything else runs one suite at a time.
 # A lane's output is shown whole when it ends.
 BACKGROUND_SUITES=(clang static fuzz)
@@ -51,10 +52,10 @@ when they end):
                leak, no error (ctest/leak/valgrind-10k.sh)
   bench        scripts/bench.sh --smoke: every benchmark step runs and every body
                is right (it asserts no speed: figures come from a full run)
-  browser      the page in headless Chromium (playwright-core)
   compose      the Docker compose deployment, end to end (needs a Docker engine:
                as root on Debian it installs and starts one; skipped, a
                failure under CI, when there is none)
+  browser      the page in headless Chromium (playwright-core)
   upgrade      the release before schema migrations (fd03663), deployed from a
                clone and upgraded in place to this commit: data, schema
                version, a second deploy, a tampered migration, concurrent
