@@ -11,21 +11,26 @@ Applies DIR/NNNN_name.sql [the migrations/ directory beside this script] to DATA
 version order, each exactly once, and records each in DATABASE.schema_migrations (version,
 name, checksum, applied_at). CLIENT is the mariadb client command with its connection and
 credentials, e.g. `mariadb --socket=/run/mysqld/mysqld.sock --user=root`; the account needs
-ALTER, CREATE, INDEX, INSERT, SELECT on DATABASE and may be the server's admin.
+ALTER, CREATE, INDEX, INSERT, SELECT, UPDATE and TRIGGER on DATABASE (the server's admin will
+do). DIR holds nothing but NNNN_description.sql files numbered 0001, 0002, ... without a gap.
 
 - One runner at a time: it holds GET_LOCK('schema_migrations.DATABASE') for its whole run
   (waiting up to --lock-timeout [60] seconds for another runner to finish); a runner that
   waited then finds the migrations applied and applies nothing.
 - Refuses to run (exit 1, nothing applied) when a migration already applied has changed
-  (its SHA-256 differs from the recorded one), when its file is gone, or when a later
-  migration is applied but an earlier one is not.
+  (its SHA-256 differs from the recorded one) or was recorded under another name, when the
+  files have a gap (a file gone), or when a later migration is applied but an earlier one is
+  not (a row removed from schema_migrations by hand).
 - Each file runs in one session with time_zone '+00:00', statement by statement; the first
   error stops the run (exit 1) naming the file, the line and the statement; the migrations
-  before it stay applied and recorded.
+  before it stay applied and recorded. DDL cannot be rolled back, so the statements of that
+  file before the failing one stay applied: write each statement so that it can run again
+  (IF [NOT] EXISTS, a WHERE that skips rows already done), then fix the cause and run again.
 - A database whose recorded version is newer than DIR's last file is left as it is (a newer
   release ran there; its migrations must keep older workers working).
 
---pending  list the migrations not applied yet (one name a line) and exit; nothing is changed.
+--pending  list the migrations not applied yet (one name a line) and exit; nothing is changed
+           (SELECT is enough).
 Output: one line per migration applied, then "DATABASE at schema version N".
 EOF
 }
@@ -55,13 +60,14 @@ client=("$@")
 [[ $lock_timeout =~ ^[0-9]+$ ]] || die "--lock-timeout needs a whole number of seconds"
 [[ -d $dir ]] || die "no migrations directory $dir"
 
-# The files, checked before anything is sent: NNNN_name.sql, versions unique.
+# The files, checked before anything is sent: only NNNN_name.sql, versions unique, no gap.
 declare -A file_of=() sum_of=()
 versions=()
-shopt -s nullglob
-for path in "$dir"/*.sql; do
+shopt -s nullglob dotglob
+for path in "$dir"/*; do
     base=${path##*/}
-    [[ $base =~ ^([0-9]{4})_[a-z0-9_]+\.sql$ ]] || die "$base: a migration is named NNNN_description.sql (lower case, digits, _)"
+    [[ $base =~ ^([0-9]{4})_[a-z0-9_]+\.sql$ ]] ||
+        die "$dir/$base: the migrations directory holds only NNNN_description.sql files (lower case, digits, _)"
     version=$((10#${BASH_REMATCH[1]}))
     ((version > 0)) || die "$base: versions start at 0001"
     [[ -z ${file_of[$version]:-} ]] || die "two migrations have version $version: ${file_of[$version]##*/} and $base"
@@ -69,9 +75,12 @@ for path in "$dir"/*.sql; do
     sum_of[$version]=$(sha256sum "$path" | cut -d ' ' -f 1)
     versions+=("$version")
 done
-shopt -u nullglob
+shopt -u nullglob dotglob
 ((${#versions[@]})) || die "no migration in $dir"
 mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -n)
+for i in "${!versions[@]}"; do
+    ((versions[i] == i + 1)) || die "no migration $(printf '%04d' $((i + 1))) in $dir: the versions go 0001, 0002, ... without a gap"
+done
 
 # utf8mb4 whatever the client's defaults: a migration may hold any text.
 client+=(--default-character-set=utf8mb4)
@@ -97,24 +106,37 @@ release_lock() {
     fi
 }
 trap release_lock EXIT
-lock_session
+if ((!pending_only)); then
+    lock_session
+    sql "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INT UNSIGNED NOT NULL PRIMARY KEY,
+            name       VARCHAR(255) NOT NULL,
+            checksum   CHAR(64) NOT NULL,
+            applied_at DATETIME(6) NOT NULL DEFAULT UTC_TIMESTAMP(6)
+        ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4" || die "cannot create $database.schema_migrations"
+fi
 
-sql "CREATE TABLE IF NOT EXISTS schema_migrations (
-        version    INT UNSIGNED NOT NULL PRIMARY KEY,
-        name       VARCHAR(255) NOT NULL,
-        checksum   CHAR(64) NOT NULL,
-        applied_at DATETIME(6) NOT NULL DEFAULT UTC_TIMESTAMP(6)
-    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4" || die "cannot create $database.schema_migrations"
-
+# "version<TAB>name<TAB>checksum" lines; none when the table does not exist yet (--pending).
+applied_rows() {
+    local out
+    if out=$(sql "SELECT version, name, checksum FROM schema_migrations ORDER BY version" 2>&1); then
+        printf '%s\n' "$out"
+    elif ((pending_only)) && [[ $out == *"ERROR 1146"* ]]; then
+        return 0
+    else
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
 declare -A applied_name=() applied_sum=()
 applied_max=0
+rows=$(applied_rows) || die "cannot read $database.schema_migrations"
 while IFS=$'\t' read -r version name checksum; do
     [[ -n $version ]] || continue
     applied_name[$version]=$name
     applied_sum[$version]=$checksum
     ((version > applied_max)) && applied_max=$version
-done < <(sql "SELECT version, name, checksum FROM schema_migrations ORDER BY version") ||
-    die "cannot read $database.schema_migrations"
+done <<<"$rows"
 
 # Everything recorded must still be what ran: refuse before applying anything.
 last=${versions[-1]}
@@ -130,11 +152,6 @@ for version in "${versions[@]}"; do
         ((version < applied_max)) &&
             die "$base is not applied, but a later migration (version $applied_max) is: refusing (migrations apply in order)"
         pending+=("$version")
-    fi
-done
-for version in "${!applied_name[@]}"; do
-    if [[ -z ${file_of[$version]:-} ]] && ((version <= last)); then
-        die "${applied_name[$version]} (version $version) is applied but its file is not in $dir: refusing"
     fi
 done
 
@@ -175,7 +192,7 @@ for version in "${pending[@]}"; do
         else
             printf '[migrate] error: %s failed: %s\n' "$base" "$err" >&2
         fi
-        die "stopped at $base; the migrations before it are applied; nothing after it ran"
+        die "stopped at $base: the migrations before it are applied and recorded, nothing after it ran; statements of $base before the failing one may have run (DDL is not rolled back): fix the cause and run again (each statement must be able to run twice)"
     }
     log "applied $base in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
 done

@@ -2,12 +2,14 @@
 """mysql/migrate.sh, the schema migration runner, against the stack's real
 MariaDB, on databases of the test's own (never the stack's `items`): a v1
 database is upgraded in place with every created_at kept (written under
-another time zone than UTC); a second run applies nothing; an edited, removed
-or out-of-order migration is refused before anything runs; a failing one
-stops the run naming the file, the line and the statement; concurrent runners
-apply each migration once (GET_LOCK).
+another time zone than UTC); a second run applies nothing; an edited
+migration, a gap, an out-of-order state or a stray file is refused before
+anything runs; a failing one stops the run naming the file, the line and the
+statement; concurrent runners apply each migration once (GET_LOCK); every
+write gives a row a new version (its ETag), whoever writes.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -120,28 +122,62 @@ class MigrationsTest(harness.StackTestCase):
         self.assertEqual(self.applied(db), before)
         self.assertNotIn("more_things", self.query(db, "SHOW TABLES"))
 
-    def test_removed_or_out_of_order_migration_is_refused(self):
+    def test_gap_or_out_of_order_is_refused(self):
         db = self.database()
         directory = self.copy_of_migrations()
-        os.remove(os.path.join(directory, "0003_row_version.sql"))
-        self.assertEqual(self.migrate(db, directory).returncode, 0)
-        # 0003 comes back after 0004 ran: out of order.
-        shutil.copy(os.path.join(MIGRATIONS, "0003_row_version.sql"), directory)
-        with open(os.path.join(directory, "0004_later.sql"), "w") as f:
+        with open(os.path.join(directory, "%04d_later.sql" % (self.newest() + 1)), "w") as f:
             f.write("SELECT 1;\n")
-        os.remove(os.path.join(directory, "0003_row_version.sql"))
         self.assertEqual(self.migrate(db, directory).returncode, 0)
-        shutil.copy(os.path.join(MIGRATIONS, "0003_row_version.sql"), directory)
-        out = self.migrate(db, directory)
-        self.assertEqual(out.returncode, 1, out.stdout)
-        self.assertIn("0003_row_version.sql is not applied, but a later migration", out.stdout)
-        # An applied migration whose file is gone.
-        os.remove(os.path.join(directory, "0003_row_version.sql"))
+        # A file gone from the middle: a gap, refused before anything runs.
         os.remove(os.path.join(directory, "0002_created_at_datetime.sql"))
         out = self.migrate(db, directory)
         self.assertEqual(out.returncode, 1, out.stdout)
-        self.assertIn("0002_created_at_datetime.sql (version 2) is applied but its file is not",
-                      out.stdout)
+        self.assertIn("no migration 0002", out.stdout)
+        shutil.copy(os.path.join(MIGRATIONS, "0002_created_at_datetime.sql"), directory)
+        # A row removed by hand: 0003 pending while a later one is applied.
+        self.query(db, "DELETE FROM schema_migrations WHERE version = 3")
+        out = self.migrate(db, directory)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("0003_row_version.sql is not applied, but a later migration", out.stdout)
+        # Anything but NNNN_name.sql in the directory.
+        self.query(db, "INSERT INTO schema_migrations (version, name, checksum) SELECT 3, "
+                   "'0003_row_version.sql', '%s'" % self.checksum("0003_row_version.sql"))
+        open(os.path.join(directory, "0005_next.sql.bak"), "w").close()
+        out = self.migrate(db, directory)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("holds only NNNN_description.sql files", out.stdout)
+
+    def checksum(self, name):
+        with open(os.path.join(MIGRATIONS, name), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    def test_every_write_gives_a_new_version(self):
+        """Rows inserted without a version (SQL, the seed, the release
+        before) get distinct random ones; an UPDATE that leaves the version
+        as it was (the release before's workers) still changes it."""
+        db = self.database()
+        self.assertEqual(self.migrate(db).returncode, 0)
+        self.query(db, "INSERT INTO items (name) VALUES ('a'), ('b'), ('c')")
+        versions = self.query(db, "SELECT version FROM items").split()
+        self.assertEqual(len(set(versions)), 3, versions)
+        self.assertNotIn("0", versions)
+        # v1's statement (fd03663's db.c).
+        self.query(db, "UPDATE items SET name = 'v1 write', description = NULL WHERE id = 1")
+        after = self.query(db, "SELECT version FROM items WHERE id = 1").strip()
+        self.assertNotEqual(after, versions[0])
+        # A writer that sets the version keeps its own.
+        self.query(db, "UPDATE items SET name = 'v2', version = 12345 WHERE id = 2")
+        self.assertEqual(self.query(db, "SELECT version FROM items WHERE id = 2").strip(),
+                         "12345")
+
+    def test_seed_items_have_distinct_tags(self):
+        """The stack's own database: seeded after the migrations, each item
+        has a tag of its own, and one item's tag does not match another."""
+        tags = [self.stack.request("GET", "/items/%d" % i).headers.get("etag")
+                for i in range(1, 6)]
+        self.assertEqual(len(set(tags)), 5, tags)
+        r = self.stack.request("GET", "/items/2", headers={"If-None-Match": tags[0]})
+        self.assertEqual(r.status, 200, r)
 
     def test_failing_migration_names_file_line_and_statement(self):
         db = self.database()
@@ -180,7 +216,7 @@ class MigrationsTest(harness.StackTestCase):
         self.assertEqual(out.returncode, 0, out.stdout)
         self.assertEqual(out.stdout.split(), sorted(
             n for n in os.listdir(MIGRATIONS) if n.endswith(".sql")))
-        self.assertEqual(self.applied(db), [])
+        self.assertEqual(self.query(db, "SHOW TABLES"), "", "--pending created a table")
 
 
 if __name__ == "__main__":

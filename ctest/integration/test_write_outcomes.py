@@ -287,6 +287,13 @@ class WriteOutcomesTest(harness.StackTestCase):
                   "VALUES (NEW.name, CONNECTION_ID()); "
                   "DO SLEEP(0.3); END IF")
         self.addCleanup(s.sql, "DROP TRIGGER IF EXISTS replay_probe")
+        # The workers prepared their UPDATE before this second BEFORE UPDATE
+        # trigger of the table existed, and MariaDB 10.11 then runs it without
+        # opening the trigger's table (1146): end their connections, so that
+        # they prepare again with it.
+        for conn in s.sql("SELECT id FROM information_schema.PROCESSLIST "
+                          "WHERE user = 'items'").split():
+            s.sql("KILL CONNECTION %d" % int(conn))
         # Runs in its own session: waits (bounded, 5 ms steps) for a
         # connection sleeping in the trigger, kills it, and tells which.
         # While the trigger runs, PROCESSLIST shows its statement (the

@@ -1090,7 +1090,10 @@ db_replace_item(struct db *db, int32_t id, const struct item_input *input,
 		item->version = current;
 		return DB_PRECONDITION_FAILED;
 	}
-	status = new_version(&version);
+	/* Never the version read: the table's trigger would replace it. */
+	do
+		status = new_version(&version);
+	while (status == DB_OK && version == current);
 	if (status != DB_OK)
 		return status;
 	memset(params, 0, sizeof(params));

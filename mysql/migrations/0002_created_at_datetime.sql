@@ -3,6 +3,7 @@
 -- (what the API has always shown). A type change rebuilds the table: ALGORITHM=COPY with
 -- LOCK=SHARED, so reads go on and writes wait for it (about 1 s per 100,000 rows here).
 -- The default is UTC whatever a session's time zone (the workers always send created_at).
+-- Running it again changes nothing.
 ALTER TABLE items
     MODIFY COLUMN created_at DATETIME NOT NULL DEFAULT (UTC_TIMESTAMP()),
     ALGORITHM = COPY, LOCK = SHARED;
