@@ -139,7 +139,6 @@ while IFS=$'\t' read -r version name checksum; do
 done <<<"$rows"
 
 # Everything recorded must still be what ran: refuse before applying anything.
-last=${versions[-1]}
 pending=()
 for version in "${versions[@]}"; do
     base=${file_of[$version]##*/}

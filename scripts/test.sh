@@ -282,7 +282,7 @@ suite_static() {
   done
   rm -rf "$tidy_dir"
   local scripts
-  mapfile -t scripts < <(find "$REPO/scripts" "$REPO/ctest" "$REPO/.ci" -name node_modules -prune -o \
+  mapfile -t scripts < <(find "$REPO/scripts" "$REPO/ctest" "$REPO/.ci" "$REPO/mysql" "$REPO/nginx" -name node_modules -prune -o \
     \( -name '*.sh' -o -path "$REPO/.ci/run" \) -type f -print | sort)
   if run_logged shellcheck shellcheck -x "${scripts[@]}" && shellcheck -s sh "$REPO/fcgi-app/items-pool"; then
     p=$((p + 1))
