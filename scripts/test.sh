@@ -476,13 +476,15 @@ finish_lane() {
   done < <(tail -n +2 "$LOG_DIR/lane-$name.state")
 }
 
-# The engine and the base image, once, before the Docker suites start
-# together (each would otherwise install, start or build them at the same
-# time). Its failures are left to the suites, which report them.
+# The engine, the base image and this checkout's images, once, before the
+# Docker suites start together (each would otherwise install, start or build
+# them at the same time; compose and swarm build the same images). Its
+# failures are left to the suites, which report them.
 prepare_docker() {
-  log "preparing the Docker engine and the base image for compose and swarm"
+  log "preparing the Docker engine, the base image and the images for the Docker suites"
   # shellcheck source=scripts/lib/docker.sh
-  (source "$REPO/scripts/lib/docker.sh" && dk_ensure_engine && dk_ensure_base_image) \
+  (source "$REPO/scripts/lib/docker.sh" && dk_ensure_engine && dk_ensure_base_image &&
+    cd "$REPO" && dk_detect_compose && dk_compose build) \
     >"$LOG_DIR/docker-prepare.log" 2>&1 || log "not ready (see $LOG_DIR/docker-prepare.log): the Docker suites will say why"
 }
 
