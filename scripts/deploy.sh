@@ -25,7 +25,9 @@ smoke test through the public port passed:
      migrations its database has not applied (mysql/migrations/), backs the database up first
      (scripts/backup.sh, into backups/; the deploy stops if the backup fails): the db applies
      them as it restarts (compose and --swarm alike);
-  7. starts the stack, waits (bounded) until every service is healthy, smoke-tests /status and
+  7. starts the stack (on an existing data volume the db first, and stops with the fix named if
+     the database refuses the db_password in SECRETS_DIR: secrets generated again for a volume
+     made with others), waits (bounded) until every service is healthy, smoke-tests /status and
      /items through the public port, prints the URLs and how long it took.
 On failure it prints the failing service's logs and exits non-zero.
 
@@ -378,6 +380,33 @@ for svc in db api front; do
         docker stop -t 10 "$cid" >/dev/null 2>&1 || true
     fi
 done
+# A data volume keeps the passwords of its first start: with other secrets (a new checkout, a
+# deleted ./secrets that secrets.sh generated again) the api would loop on "Access denied". So on
+# an existing volume the db starts first, and the application's password is tried on it before
+# anything else starts. 1 only for a refused password; a check that cannot run is not a verdict.
+db_accepts_secret() {
+    local file pw out
+    file=$(setting SECRETS_DIR ./secrets)/db_password
+    pw=$(<"$file")
+    if [[ $pw == *[\\\"]* ]]; then
+        log "not checking the database password against $file (it holds a quote or a backslash)"
+        return 0
+    fi
+    # The password travels on stdin as an option file: on no command line, in no environment.
+    # shellcheck disable=SC2016 # $MYSQL_USER is expanded inside the container
+    out=$(printf '[client]\npassword="%s"\n' "$pw" | dk_compose exec -T db sh -c \
+        'exec mariadb --defaults-extra-file=/dev/stdin --protocol=tcp --host=127.0.0.1 --user="$MYSQL_USER" -e "SELECT 1"' 2>&1) &&
+        return 0
+    [[ $out != *"Access denied"* ]] || return 1
+    log "could not check the database password: ${out##*$'\n'}"
+}
+if docker volume inspect "${project}_db-data" >/dev/null 2>&1; then
+    log "starting the db on its existing volume ${project}_db-data"
+    dk_compose up -d db >&2 || failed db "compose up db failed"
+    dk_wait_healthy "$timeout" db || failed db "service db is not healthy"
+    db_accepts_secret ||
+        dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
+fi
 log "starting the stack"
 dk_compose up -d --remove-orphans >&2 || failed "" "compose up failed"
 if ! dk_wait_healthy "$timeout" db api front; then

@@ -802,6 +802,39 @@ def leftovers():
     return found
 
 
+def check_secrets_mismatch():
+    """A data volume keeps the passwords of its first start: secrets generated again (a new checkout,
+    a deleted ./secrets) must stop deploy.sh before the api starts looping on "Access denied", with a
+    message naming the fix; the original secrets back, the deploy goes through."""
+    path = os.path.join(SECRETS_DIR, "db_password")
+    with open(path, encoding="utf-8") as f:
+        original = f.read()
+
+    def refused():
+        api_before = cid("api")
+        with open(path, "w", encoding="utf-8") as f:  # keeps the file's owner and mode
+            f.write(os.urandom(16).hex())
+        try:
+            proc = run([os.path.join(REPO, "scripts", "deploy.sh"), "--no-build"], timeout=DEPLOY_TIMEOUT,
+                       check_rc=False)
+        finally:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(original)
+        assert proc.returncode != 0, "deploy.sh went on with secrets the database refuses"
+        assert "was initialised with other secrets" in proc.stderr and "--down --purge" in proc.stderr, \
+            proc.stderr[-600:]
+        assert cid("api") == api_before, "the api was replaced despite the refused secrets"
+        assert try_status() == 200, f"/status {try_status()} after the refused deploy"
+
+    def accepted():
+        deploy("--no-build")
+        assert try_status() == 200, f"/status {try_status()}"
+
+    check("secrets: secrets the data volume was not made with stop deploy.sh before the api starts, "
+          "naming the fix", refused)
+    check("secrets: with the original secrets back, deploy.sh goes through", accepted)
+
+
 def check_purge():
     def purge():
         deploy("--down", "--purge", timeout=180)
@@ -864,6 +897,7 @@ def main():
         check_db_restart()
         check_backup_restore()
         check_graceful_stop_and_persistence()
+        check_secrets_mismatch()
         if not keep:
             check_purge()
     finally:
