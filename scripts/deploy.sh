@@ -102,24 +102,8 @@ start=$SECONDS
 
 log() { printf '[deploy] %s\n' "$*" >&2; }
 
-# VALUE of NAME: the environment first, then .env (KEY=VALUE lines, never evaluated), then DEFAULT.
-setting() {
-    local name=$1 default=${2:-} line value=
-    if [[ -n ${!name:-} ]]; then
-        printf '%s' "${!name}"
-        return
-    fi
-    if [[ -f .env ]]; then
-        while IFS= read -r line || [[ -n $line ]]; do
-            [[ $line == "$name="* ]] || continue
-            value=${line#"$name="}
-            value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
-        done <.env
-    fi
-    printf '%s' "${value:-$default}"
-}
 
-stack=$(setting STACK_NAME items)
+stack=$(dk_setting STACK_NAME items)
 [[ $stack =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || dk_die "STACK_NAME must be letters, digits, - and _: $stack"
 
 if [[ $action == print-stack ]]; then
@@ -179,7 +163,7 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 dk_ensure_engine
 dk_detect_compose
-project=$(setting COMPOSE_PROJECT_NAME items)
+project=$(dk_setting COMPOSE_PROJECT_NAME items)
 if ((swarm)); then
     case $(dk_swarm_state) in
         manager) ;;
@@ -206,6 +190,13 @@ if [[ ! -f .env ]]; then
     cp .env.example .env
     log "created .env from .env.example"
 fi
+# Plain `docker compose ps|logs|exec|up` in this directory find the stack by the project name in
+# .env; an .env from before it had one gets it (unless this run names another in the environment).
+if [[ -z ${COMPOSE_PROJECT_NAME:-} ]] && ! grep -q '^COMPOSE_PROJECT_NAME=' .env; then
+    printf '\n# The compose project: plain "docker compose" commands here find the stack by it.\nCOMPOSE_PROJECT_NAME=%s\n' \
+        "$project" >>.env
+    log "added COMPOSE_PROJECT_NAME=$project to .env"
+fi
 "$DK_ROOT/scripts/secrets.sh" >&2
 
 # 4. Validate, build.
@@ -225,12 +216,12 @@ if ((build)); then
 fi
 
 # 5. Push.
-registry=$(setting REGISTRY)
+registry=$(dk_setting REGISTRY)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo nocommit)
 if [[ -n $registry ]]; then
     version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -n1)
-    prefix=$(setting IMAGE_PREFIX items)
-    tag=$(setting IMAGE_TAG latest)
+    prefix=$(dk_setting IMAGE_PREFIX items)
+    tag=$(dk_setting IMAGE_TAG latest)
     for tier in front api db; do
         for t in "${version:-0}" "$commit"; do
             docker tag "$prefix-$tier:$tag" "${registry%/}/items-$tier:$t"
@@ -240,7 +231,7 @@ if [[ -n $registry ]]; then
     done
 fi
 
-port=$(setting HTTP_PORT 80)
+port=$(dk_setting HTTP_PORT 80)
 base=http://127.0.0.1:$port
 smoke() {
     local path=$1 expect=$2 body code
@@ -332,7 +323,7 @@ if ((swarm)); then
     # Later CLIs wait for convergence unless told not to; the wait below is ours, bounded.
     docker stack deploy --help 2>/dev/null | grep -q -- '--detach' && deploy_opts+=(--detach=true)
     dk_stack_file "$stack" >"$stack_file" || dk_die "could not write the stack file"
-    log "deploying the stack $stack (api replicas: $(setting API_REPLICAS 3))"
+    log "deploying the stack $stack (api replicas: $(dk_setting API_REPLICAS 3))"
     deploy_started=$(date +%s)
     if ! out=$(docker stack deploy "${deploy_opts[@]}" -c "$stack_file" "$stack" 2>&1); then
         printf '%s\n' "$out" >&2
@@ -351,7 +342,7 @@ if ((swarm)); then
     smoke /items '^\[' || swarm_failed "${stack}_api" "/items through the published port"
     cat >&2 <<EOF
 [deploy] the stack $stack is up: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
-[deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(setting PUBLISH_MODE host) mode)
+[deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(dk_setting PUBLISH_MODE host) mode)
 [deploy]   API     $base/status   $base/items
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
@@ -386,7 +377,7 @@ done
 # anything else starts. 1 only for a refused password; a check that cannot run is not a verdict.
 db_accepts_secret() {
     local file pw out
-    file=$(setting SECRETS_DIR ./secrets)/db_password
+    file=$(dk_setting SECRETS_DIR ./secrets)/db_password
     pw=$(<"$file")
     if [[ $pw == *[\\\"]* ]]; then
         log "not checking the database password against $file (it holds a quote or a backslash)"
@@ -405,7 +396,7 @@ if docker volume inspect "${project}_db-data" >/dev/null 2>&1; then
     dk_compose up -d db >&2 || failed db "compose up db failed"
     dk_wait_healthy "$timeout" db || failed db "service db is not healthy"
     db_accepts_secret ||
-        dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
+        dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(dk_setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(dk_setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
 fi
 log "starting the stack"
 dk_compose up -d --remove-orphans >&2 || failed "" "compose up failed"
@@ -417,13 +408,13 @@ healthy_after=$((SECONDS - start))
 smoke /status '"database_connection":"OK"' || failed "api" "/status through the public port"
 smoke /items '^\[' || failed "api" "/items through the public port"
 
-bind=$(setting HTTP_BIND 0.0.0.0)
+bind=$(dk_setting HTTP_BIND 0.0.0.0)
 host=$bind
 [[ $host == 0.0.0.0 ]] && host=$(hostname -I 2>/dev/null | awk '{print $1}')
 cat >&2 <<EOF
 [deploy] the stack is up: healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)
 [deploy]   API     $base/status   $base/items
-[deploy]   token   $(cd "$DK_ROOT" && dirname "$(setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
+[deploy]   token   $(cd "$DK_ROOT" && dirname "$(dk_setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF

@@ -18,7 +18,8 @@ empty one is an error). The directory is made 0700; the files 0640, group 10000 
 api and db containers run with) when run as root, else 0644 inside the 0700 directory (the
 containers' users must be able to read them through the bind mount).
 
-  --dir DIR   secrets directory (default: $SECRETS_DIR, else ./secrets of the repository)
+  --dir DIR   secrets directory (default: SECRETS_DIR from the environment or .env, as compose
+              reads it, else ./secrets of the repository)
   --check     create nothing; exit 1 if a secret is missing or empty
   --help      this text
 
@@ -28,7 +29,10 @@ EOF
 }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir=${SECRETS_DIR:-./secrets}
+# shellcheck source=scripts/lib/docker.sh
+. "$root/scripts/lib/docker.sh"
+# As compose reads it: the environment, then .env.
+dir=$(dk_setting SECRETS_DIR ./secrets)
 check=0
 while (($#)); do
     case $1 in

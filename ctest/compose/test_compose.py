@@ -835,6 +835,75 @@ def check_secrets_mismatch():
     check("secrets: with the original secrets back, deploy.sh goes through", accepted)
 
 
+def plain_compose():
+    """The compose command a user types: `docker compose` (v2) if it answers, else `docker-compose`."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"]
+
+
+def check_plain_compose():
+    """`scripts/secrets.sh && docker compose up -d` in a checkout starts the stack, and plain
+    `docker compose ps` there finds it: the project name and the settings come from .env (made
+    from .env.example), as for scripts/deploy.sh. In a clone of its own, project items-plain, on a
+    loopback port and subnets of its own."""
+    work = tempfile.mkdtemp(prefix="items-plain.")
+    clone = os.path.join(work, "checkout")
+    compose = plain_compose()
+    project = "items-plain"
+
+    def call(args, timeout=300, check_rc=True):
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "SECRETS_DIR", "HTTP_"))}
+        proc = subprocess.run(args, cwd=clone, env=e, capture_output=True, text=True, timeout=timeout)
+        if check_rc and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-800:]}")
+        return proc
+
+    def started():
+        subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True, timeout=120)
+        port = next(p for p in range(18600, 18620) if try_port_free(p))
+        with open(os.path.join(REPO, ".env.example"), encoding="utf-8") as f:
+            env_file = f.read()
+        assert "\nCOMPOSE_PROJECT_NAME=items\n" in env_file, ".env.example names no compose project"
+        overrides = {"COMPOSE_PROJECT_NAME": project, "HTTP_PORT": str(port), "HTTP_BIND": "127.0.0.1",
+                     "EDGE_SUBNET": "172.31.242.0/24", "API_EDGE_IP": "172.31.242.10",
+                     "FRONT_EDGE_IP": "172.31.242.20", "DATA_SUBNET": "172.31.243.0/24"}
+        lines = [ln for ln in env_file.splitlines() if ln.split("=", 1)[0] not in overrides]
+        with open(os.path.join(clone, ".env"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines + [f"{k}={v}" for k, v in overrides.items()]) + "\n")
+        call(["scripts/secrets.sh"])
+        call(compose + ["up", "-d"], timeout=600)
+        ok = wait_for(lambda: checks_status(port) == 200, 120)
+        assert ok, f"/status through 127.0.0.1:{port} is {checks_status(port)} 120 s after up -d"
+        ps = call(compose + ["ps", "-q"]).stdout.split()
+        assert len(ps) == 3, f"plain `{' '.join(compose)} ps` lists {ps}"
+        labels = {docker("inspect", "-f", '{{index .Config.Labels "com.docker.compose.project"}}', c).stdout.strip()
+                  for c in ps}
+        assert labels == {project}, labels
+        log(f"plain `{' '.join(compose)} up -d` in a clone: project {project} serving on 127.0.0.1:{port}")
+
+    try:
+        check("plain compose: `scripts/secrets.sh && docker compose up -d` in a checkout starts the stack, "
+              "and `docker compose ps` there finds it (project from .env)", started)
+    finally:
+        if os.path.isdir(clone):
+            call(compose + ["down", "-v", "--remove-orphans"], timeout=180, check_rc=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def try_port_free(port):
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def checks_status(port):
+    try:
+        return checks.http_request(port, "GET", "/status", timeout=3).status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
 def check_purge():
     def purge():
         deploy("--down", "--purge", timeout=180)
@@ -898,6 +967,7 @@ def main():
         check_backup_restore()
         check_graceful_stop_and_persistence()
         check_secrets_mismatch()
+        check_plain_compose()
         if not keep:
             check_purge()
     finally:

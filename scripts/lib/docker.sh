@@ -28,8 +28,29 @@ DK_BASE_IMAGE=${DK_BASE_IMAGE:-debian:bookworm-slim}
 DK_DOCKERD_LOG=${DK_DOCKERD_LOG:-/var/log/dockerd.log}
 COMPOSE_FILE_PATH=${COMPOSE_FILE_PATH:-$DK_ROOT/compose.yaml}
 SWARM_FILE_PATH=${SWARM_FILE_PATH:-$DK_ROOT/compose.swarm.yaml}
-COMPOSE_PROJECT=${COMPOSE_PROJECT_NAME:-items}
 COMPOSE=()
+
+# VALUE of a setting as compose reads it: the environment first, then the repository's .env
+# (KEY=VALUE lines, never evaluated), then DEFAULT.
+# usage: dk_setting NAME [DEFAULT]
+dk_setting() {
+    local name=$1 default=${2:-} line value=
+    if [[ -n ${!name:-} ]]; then
+        printf '%s' "${!name}"
+        return
+    fi
+    if [[ -f $DK_ROOT/.env ]]; then
+        while IFS= read -r line || [[ -n $line ]]; do
+            [[ $line == "$name="* ]] || continue
+            value=${line#"$name="}
+            value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+        done <"$DK_ROOT/.env"
+    fi
+    printf '%s' "${value:-$default}"
+}
+
+# The compose project: what a plain `docker compose` in the repository uses too (.env).
+COMPOSE_PROJECT=$(dk_setting COMPOSE_PROJECT_NAME items)
 
 dk_log() { printf '[docker] %s\n' "$*" >&2; }
 dk_die() { printf '[docker] error: %s\n' "$*" >&2; exit 1; }
