@@ -18,8 +18,10 @@ blocking the api's reads and writes), compressed with gzip.
   --help   this text
 
 The dump runs inside the db container as its unprivileged OS user, authenticated by the local
-unix socket (no password anywhere). It holds the schema and the rows of the application
-database, not the accounts: those come from the secrets at the first start of a volume.
+unix socket (no password anywhere). With the binary log on (the db image), it records its
+position in it, for point-in-time recovery (docs/deployment.md). It holds the schema and the rows
+of the application database, not the accounts: those come from the secrets at the first start of
+a volume.
 Restore with scripts/restore.sh FILE. Environment: COMPOSE_PROJECT_NAME (items), COMPOSE_IMPL,
 STACK_NAME (items, with --swarm).
 EOF
@@ -55,9 +57,13 @@ tmp=$(mktemp "$(dirname "$out")/.backup.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 
 start=$SECONDS
-# shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
-docker exec "$db" sh -c 'exec mariadb-dump --single-transaction --quick --routines --triggers \
-    --events --hex-blob --default-character-set=utf8mb4 --add-drop-table "$MYSQL_DATABASE"' |
+# With the binary log on (the db image), the dump records its position in it as a comment
+# ("-- CHANGE MASTER TO MASTER_LOG_FILE=..."): where a point-in-time recovery replays from.
+# shellcheck disable=SC2016 # $MYSQL_DATABASE and $@ are expanded inside the container
+docker exec "$db" sh -c 'if [ "$(mariadb --batch --skip-column-names -e "SELECT @@log_bin")" = 1 ]; then
+        set -- --master-data=2; fi
+    exec mariadb-dump --single-transaction --quick --routines --triggers \
+    --events --hex-blob --default-character-set=utf8mb4 --add-drop-table "$@" "$MYSQL_DATABASE"' |
     gzip -c >"$tmp"
 if ! gzip -dc "$tmp" | tail -n 1 | grep -q '^-- Dump completed'; then
     dk_die "the dump is incomplete: nothing written"
