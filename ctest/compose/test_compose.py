@@ -186,10 +186,9 @@ def check_hardening():
         c = cid(svc)
 
         def processes(c=c):
-            pids = host_pids(c)
-            assert pids, "no process"
-            for pid in pids:
-                st = proc_status(pid)
+            statuses = checks.proc_statuses(host_pids(c))
+            assert statuses, "no process"
+            for pid, st in statuses:
                 uids = st["Uid"].split()
                 assert all(u != "0" for u in uids), f"pid {pid} ({proc_cmdline(pid)[:60]}) has uid {uids}"
                 assert int(st["CapEff"], 16) == 0, f"pid {pid} CapEff={st['CapEff']}"

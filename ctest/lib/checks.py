@@ -115,6 +115,18 @@ def proc_status(pid):
     return fields
 
 
+def proc_statuses(pids):
+    """(pid, proc_status(pid)) for each of pids still alive: a short-lived process (a healthcheck's)
+    may exit between the listing and the read."""
+    found = []
+    for pid in pids:
+        try:
+            found.append((pid, proc_status(pid)))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
 def tcp_listeners(pid):
     """(address, port) of every TCP socket in the LISTEN state in the network namespace of host
     process pid, read from /proc/PID/net/tcp and tcp6 (the api image has no tool to ask from inside)."""

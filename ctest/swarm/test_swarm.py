@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
-from checks import check, log, proc_status, report, tcp_listeners  # noqa: E402
+from checks import check, log, report, tcp_listeners  # noqa: E402
 
 
 def wait_for(predicate, timeout, interval=0.5):
@@ -476,10 +476,9 @@ def check_definition(deploy_stderr):
     def runtime_hardening():
         for svc in SERVICES:
             for c in containers(svc):
-                pids = host_pids(c)
-                assert pids, f"{svc}: no process"
-                for pid in pids:
-                    st = proc_status(pid)
+                statuses = checks.proc_statuses(host_pids(c))
+                assert statuses, f"{svc}: no process"
+                for pid, st in statuses:
                     uids = {int(x) for x in st["Uid"].split()}
                     assert uids == {UID[svc]}, f"{svc}: pid {pid} runs as {uids}"
                     assert int(st["CapEff"], 16) == 0, f"{svc}: pid {pid} CapEff {st['CapEff']}"
