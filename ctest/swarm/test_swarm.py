@@ -843,6 +843,10 @@ def main():
     created_swarm = False
     gwbridge_before = docker("network", "inspect", "docker_gwbridge", check_rc=False).returncode == 0
     if initial == "inactive":
+        # docker_gwbridge outside 172.31.0.0/16, where the compose suites' subnets are (they run at
+        # the same time): scripts/lib/docker.sh's dk_ensure_gwbridge, as deploy.sh --init-swarm.
+        run(["bash", "-c", '. "$1/scripts/lib/docker.sh" && dk_ensure_gwbridge', "gwbridge", REPO],
+            check_rc=False)
         proc = docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377",
                       check_rc=False)
         if proc.returncode != 0:

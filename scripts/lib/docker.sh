@@ -241,11 +241,33 @@ dk_swarm_state() {
     esac
 }
 
+# The bridge a swarm gives its containers for traffic out of the overlays. Left to `docker swarm
+# init`, it takes the next /16 of Docker's local pool, which may be 172.31.0.0/16: the address space
+# of the compose deployment's default subnets (EDGE_SUBNET, DATA_SUBNET), whose networks then fail
+# with "Pool overlaps". Made here first (as Docker's documentation describes for a custom subnet) on
+# the first free of a few other /16s; when none is free, swarm init chooses.
+dk_ensure_gwbridge() {
+    local subnet
+    docker network inspect docker_gwbridge >/dev/null 2>&1 && return 0
+    for subnet in 172.30.0.0/16 172.29.0.0/16 172.28.0.0/16; do
+        if docker network create --subnet "$subnet" \
+            --opt com.docker.network.bridge.name=docker_gwbridge \
+            --opt com.docker.network.bridge.enable_icc=false \
+            --opt com.docker.network.bridge.enable_ip_masquerade=true \
+            docker_gwbridge >/dev/null 2>&1; then
+            dk_log "docker_gwbridge made on $subnet"
+            return 0
+        fi
+    done
+    dk_log "no free subnet of 172.28-30.0.0/16 for docker_gwbridge: swarm init chooses one"
+}
+
 # A single-node swarm. SWARM_ADVERTISE_ADDR unset: advertised and listening on 127.0.0.1 only (no
 # other node can join, port 2377 stays closed to the network); set it to the address other nodes
 # will reach to build a cluster from this node later.
 dk_swarm_init() {
     local addr=${SWARM_ADVERTISE_ADDR:-}
+    dk_ensure_gwbridge
     if [[ -z $addr ]]; then
         dk_log "initialising a single-node swarm (advertised on 127.0.0.1: no other node can join)"
         docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >&2
