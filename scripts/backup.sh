@@ -5,17 +5,23 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/backup.sh [--swarm] [FILE]
+Usage: scripts/backup.sh [--swarm] [--keep N] [FILE]
 
 Dumps the application database (MYSQL_DATABASE of the db service) from the running stack with
 mariadb-dump --single-transaction (a consistent snapshot of the InnoDB tables, taken without
 blocking the api's reads and writes), compressed with gzip.
 
-  FILE     where to write the dump (default: backups/items-YYYYMMDDTHHMMSSZ.sql.gz in the
-           repository); written 0600, and only once the dump completed ("-- Dump completed").
-  --swarm  dump from the db task of the Swarm stack STACK_NAME (items), which must run on this
-           node (the one holding its volume)
-  --help   this text
+  FILE      where to write the dump (default: BACKUP_DIR/items-YYYYMMDDTHHMMSSZ.sql.gz);
+            written 0600, and only once the dump completed ("-- Dump completed").
+  --keep N  then delete all but the N newest items-*.sql.gz of that directory (retention; a
+            scheduled run uses it: scripts/systemd/items-backup.timer)
+  --swarm   dump from the db task of the Swarm stack STACK_NAME (items), which must run on this
+            node (the one holding its volume)
+  --help    this text
+
+BACKUP_DIR (environment, else .env): [/var/backups/items as root, else ~/.local/state/items/backups]:
+outside the checkout, so that a `git clean -xfd` or a new clone does not take the backups with it;
+made 0700.
 
 The dump runs inside the db container as its unprivileged OS user, authenticated by the local
 unix socket (no password anywhere). With the binary log on (the db image), it records its
@@ -27,14 +33,21 @@ STACK_NAME (items, with --swarm).
 EOF
 }
 
-swarm=0
-case ${1:-} in
-    --help | -h) usage; exit 0 ;;
-    --swarm) swarm=1; shift ;;
-esac
-case ${1:-} in
-    -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
-esac
+swarm=0 keep=""
+while (($#)); do
+    case $1 in
+        --help | -h) usage; exit 0 ;;
+        --swarm) swarm=1 ;;
+        --keep)
+            keep=${2:-}
+            [[ $keep =~ ^[1-9][0-9]*$ ]] || { echo "--keep needs a number of dumps (1 or more)" >&2; exit 2; }
+            shift
+            ;;
+        -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+        *) break ;;
+    esac
+    shift
+done
 (($# <= 1)) || { usage >&2; exit 2; }
 
 # shellcheck source=scripts/lib/docker.sh
@@ -50,8 +63,11 @@ else
     [[ -n $db ]] || dk_die "the db service is not running (scripts/deploy.sh starts it)"
 fi
 
-out=${1:-$DK_ROOT/backups/items-$(date -u +%Y%m%dT%H%M%SZ).sql.gz}
-mkdir -p "$(dirname "$out")"
+default_dir=/var/backups/items
+((EUID == 0)) || default_dir=${XDG_STATE_HOME:-$HOME/.local/state}/items/backups
+dir=$(dk_setting BACKUP_DIR "$default_dir")
+out=${1:-$dir/items-$(date -u +%Y%m%dT%H%M%SZ).sql.gz}
+(umask 077 && mkdir -p "$(dirname "$out")")
 umask 077
 tmp=$(mktemp "$(dirname "$out")/.backup.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
@@ -71,3 +87,13 @@ fi
 mv "$tmp" "$out"
 trap - EXIT
 printf '[backup] %s (%s bytes) in %s s\n' "$out" "$(stat -c %s "$out")" "$((SECONDS - start))" >&2
+
+# Retention: the N newest dumps of this one's directory stay (by name: the names sort by time).
+if [[ -n $keep ]]; then
+    mapfile -t old < <(find "$(dirname "$out")" -maxdepth 1 -type f -name 'items-*.sql.gz' -printf '%f\n' |
+        sort -r | tail -n +$((keep + 1)))
+    for f in "${old[@]}"; do
+        rm -f -- "$(dirname "$out")/$f"
+    done
+    printf '[backup] kept the %d newest dumps in %s (%d deleted)\n' "$keep" "$(dirname "$out")" "${#old[@]}" >&2
+fi

@@ -23,7 +23,7 @@ smoke test through the public port passed:
   5. with REGISTRY set, tags the images with the version and the git commit and pushes them;
   6. when the stack already runs (its db on this machine) and the new db image brings schema
      migrations its database has not applied (mysql/migrations/), backs the database up first
-     (scripts/backup.sh, into backups/; the deploy stops if the backup fails): the db applies
+     (scripts/backup.sh, into BACKUP_DIR; the deploy stops if the backup fails): the db applies
      them as it restarts (compose and --swarm alike);
   7. starts the stack (on an existing data volume the db first, and stops with the fix named if
      the database refuses the db_password in SECRETS_DIR: secrets generated again for a volume

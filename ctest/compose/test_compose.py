@@ -7,6 +7,7 @@ deployment (issue: "Compose deployment"). Python 3 standard library only. One li
 ("ok - ..." or "FAIL - ...: reason"), then "N passed, M failed". Exit 1 if any check failed.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -48,9 +49,10 @@ def env():
                              (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET))
 
 
-def run(args, timeout=120, check_rc=True, input_text=None):
+def run(args, timeout=120, check_rc=True, input_text=None, extra_env=None):
     proc = subprocess.run(
-        args, cwd=REPO, env=env(), input=input_text, capture_output=True, text=True, timeout=timeout
+        args, cwd=REPO, env={**env(), **(extra_env or {})}, input=input_text, capture_output=True,
+        text=True, timeout=timeout
     )
     if check_rc and proc.returncode != 0:
         raise AssertionError(
@@ -790,6 +792,55 @@ def check_backup_restore():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_backup_schedule():
+    """Backups land outside the checkout by default, --keep N keeps the N newest, and the shipped
+    systemd units (a daily timer) are valid for systemd."""
+    tmp = tempfile.mkdtemp(prefix="items-e2e-keep.")
+    made = []
+
+    def default_outside_checkout():
+        proc = run([os.path.join(REPO, "scripts", "backup.sh")], timeout=120)
+        path = re.search(r"^\[backup\] (\S+) \(", proc.stderr, re.M).group(1)
+        made.append(path)
+        assert not os.path.realpath(path).startswith(os.path.realpath(REPO) + os.sep), f"{path} is in the checkout"
+        assert os.path.dirname(path) == "/var/backups/items", path
+        assert os.stat(os.path.dirname(path)).st_mode & 0o077 == 0, "the backup directory is open to others"
+
+    def retention():
+        names = []
+        for _ in range(3):
+            second = time.strftime("%S")
+            assert wait_for(lambda: time.strftime("%S") != second, 2), "the clock did not move"
+            proc = run([os.path.join(REPO, "scripts", "backup.sh"), "--keep", "2"], timeout=120,
+                       extra_env={"BACKUP_DIR": tmp})
+            names.append(os.path.basename(re.search(r"^\[backup\] (\S+) \(", proc.stderr, re.M).group(1)))
+        left = sorted(n for n in os.listdir(tmp) if n.endswith(".sql.gz"))
+        assert left == sorted(names)[1:], f"kept {left} of {names}"
+
+    def units():
+        assert shutil.which("systemd-analyze"), "systemd-analyze is missing (Debian package systemd)"
+        units_dir = os.path.join(tmp, "units")
+        os.makedirs(units_dir)
+        for name in ("items-backup.service", "items-backup.timer"):
+            with open(os.path.join(REPO, "scripts", "systemd", name), encoding="utf-8") as f:
+                text = f.read().replace("/opt/items", REPO)
+            with open(os.path.join(units_dir, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        proc = subprocess.run(["systemd-analyze", "verify", "items-backup.service", "items-backup.timer"],
+                              cwd=units_dir, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and not proc.stderr.strip(), f"{proc.returncode}: {proc.stderr}"
+
+    try:
+        check("backup: by default into /var/backups/items (0700), outside the checkout", default_outside_checkout)
+        check("backup: --keep 2 after three dumps leaves the two newest", retention)
+        check("backup: the shipped systemd service and daily timer pass systemd-analyze verify", units)
+    finally:
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_point_in_time_recovery():
     """The db keeps a binary log (7 days) and a dump records its position in it: a dump restored,
     then the log replayed from that position up to just before the restore, brings back a write
@@ -1011,6 +1062,7 @@ def main():
         check_db_restart()
         check_backup_restore()
         check_point_in_time_recovery()
+        check_backup_schedule()
         check_graceful_stop_and_persistence()
         check_secrets_mismatch()
         check_plain_compose()
