@@ -420,6 +420,41 @@ db_open(struct db *db, int64_t deadline_ms)
 	return DB_OK;
 }
 
+static void
+bind_long(MYSQL_BIND *b, int32_t *value)
+{
+	b->buffer_type = MYSQL_TYPE_LONG;
+	b->buffer = value;
+}
+
+static void
+bind_longlong(MYSQL_BIND *b, int64_t *value)
+{
+	b->buffer_type = MYSQL_TYPE_LONGLONG;
+	b->buffer = value;
+}
+
+static void
+bind_version(MYSQL_BIND *b, uint64_t *value)
+{
+	b->buffer_type = MYSQL_TYPE_LONGLONG;
+	b->buffer = value;
+	b->is_unsigned = 1;
+}
+
+/* A NULL string binds SQL NULL. */
+static void
+bind_string(MYSQL_BIND *b, const char *s, unsigned long *len, my_bool *null)
+{
+	*null = (my_bool)(s == NULL);
+	*len = s != NULL ? strlen(s) : 0;
+	b->buffer_type = MYSQL_TYPE_STRING;
+	b->buffer = (void *)s;
+	b->buffer_length = *len;
+	b->length = len;
+	b->is_null = null;
+}
+
 /* Prepares statement i, by deadline_ms; its errors are left to the caller. */
 static enum db_status
 db_prepare_one(struct db *db, enum stmt_id i, int64_t deadline_ms, int *rc)
@@ -487,9 +522,7 @@ db_read_schema_version(struct db *db, int64_t deadline_ms, uint64_t *version)
 	if (rc != 0)
 		return db_stmt_fail(db, STMT_SCHEMA_VERSION, true);
 	memset(&result, 0, sizeof(result));
-	result.buffer_type = MYSQL_TYPE_LONGLONG;
-	result.buffer = version;
-	result.is_unsigned = 1;
+	bind_version(&result, version);
 	*version = 0;
 	if (mysql_stmt_bind_result(stmt, &result) ||
 	    mysql_stmt_fetch(stmt) != 0) {
@@ -651,41 +684,6 @@ db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
 		if (statements[id].write || attempt > 0)
 			return status;
 	}
-}
-
-static void
-bind_long(MYSQL_BIND *b, int32_t *value)
-{
-	b->buffer_type = MYSQL_TYPE_LONG;
-	b->buffer = value;
-}
-
-static void
-bind_longlong(MYSQL_BIND *b, int64_t *value)
-{
-	b->buffer_type = MYSQL_TYPE_LONGLONG;
-	b->buffer = value;
-}
-
-static void
-bind_version(MYSQL_BIND *b, uint64_t *value)
-{
-	b->buffer_type = MYSQL_TYPE_LONGLONG;
-	b->buffer = value;
-	b->is_unsigned = 1;
-}
-
-/* A NULL string binds SQL NULL. */
-static void
-bind_string(MYSQL_BIND *b, const char *s, unsigned long *len, my_bool *null)
-{
-	*null = (my_bool)(s == NULL);
-	*len = s != NULL ? strlen(s) : 0;
-	b->buffer_type = MYSQL_TYPE_STRING;
-	b->buffer = (void *)s;
-	b->buffer_length = *len;
-	b->length = len;
-	b->is_null = null;
 }
 
 static void
