@@ -107,10 +107,7 @@ def request(method, path, body=None, headers=None, timeout=5):
 
 
 def try_status(path="/status"):
-    try:
-        return request("GET", path, timeout=3).status
-    except OSError:
-        return None
+    return checks.try_status(PORT, path)
 
 
 def auth():
@@ -957,7 +954,8 @@ def check_plain_compose():
 
     def started():
         subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True, timeout=120)
-        port = next(p for p in range(18600, 18620) if try_port_free(p))
+        port = checks.free_port(range(18600, 18620))
+        assert port, "18600-18619 are all taken"
         with open(os.path.join(REPO, ".env.example"), encoding="utf-8") as f:
             env_file = f.read()
         assert "\nCOMPOSE_PROJECT_NAME=items\n" in env_file, ".env.example names no compose project"
@@ -969,8 +967,8 @@ def check_plain_compose():
             f.write("\n".join(lines + [f"{k}={v}" for k, v in overrides.items()]) + "\n")
         call(["scripts/secrets.sh"])
         call(compose + ["up", "-d"], timeout=600)
-        ok = wait_for(lambda: checks_status(port) == 200, 120)
-        assert ok, f"/status through 127.0.0.1:{port} is {checks_status(port)} 120 s after up -d"
+        ok = wait_for(lambda: checks.try_status(port) == 200, 120)
+        assert ok, f"/status through 127.0.0.1:{port} is {checks.try_status(port)} 120 s after up -d"
         ps = call(compose + ["ps", "-q"]).stdout.split()
         assert len(ps) == 3, f"plain `{' '.join(compose)} ps` lists {ps}"
         labels = {docker("inspect", "-f", '{{index .Config.Labels "com.docker.compose.project"}}', c).stdout.strip()
@@ -985,19 +983,6 @@ def check_plain_compose():
         if os.path.isdir(clone):
             call(compose + ["down", "-v", "--remove-orphans"], timeout=180, check_rc=False)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def try_port_free(port):
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def checks_status(port):
-    try:
-        return checks.http_request(port, "GET", "/status", timeout=3).status
-    except (OSError, http.client.HTTPException):
-        return None
 
 
 def check_purge():

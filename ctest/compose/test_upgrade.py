@@ -51,7 +51,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -217,10 +216,7 @@ def request(method, path, body=None, headers=None, timeout=5):
 
 
 def try_status(path="/status"):
-    try:
-        return request("GET", path, timeout=3).status
-    except (OSError, http.client.HTTPException):
-        return None
+    return checks.try_status(PORT, path)
 
 
 def auth():
@@ -782,19 +778,7 @@ def step_concurrent():
 
 def free_port():
     wanted = os.environ.get("UPGRADE_HTTP_PORT")
-    candidates = [int(wanted)] if wanted else list(PORTS)
-    for port in candidates:
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    return 0
+    return checks.free_port([int(wanted)] if wanted else PORTS)
 
 
 def cleanup(keep):

@@ -83,6 +83,30 @@ def http_request(port, method, path, body=None, headers=None, timeout=5):
         conn.close()
 
 
+def try_status(port, path="/status"):
+    """The status of GET path on 127.0.0.1:port; None when no HTTP answer came (not up yet)."""
+    try:
+        return http_request(port, "GET", path, timeout=3).status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def free_port(candidates):
+    """The first of candidates that nothing answers on and that can be bound on 127.0.0.1; 0 if none."""
+    for port in candidates:
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    return 0
+
+
 def deploy_env(project, port, bind, secrets_dir, subnets, drop=()):
     """The environment of a scripts/deploy.sh run of a test's own compose project: this process's,
     less the names in drop, with the project, its port, secrets and networks.

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -771,13 +770,7 @@ def leftovers():
 
 def free_port():
     wanted = os.environ.get("SWARM_HTTP_PORT")
-    candidates = [int(wanted)] if wanted else range(18480, 18500)
-    for port in candidates:
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    return 0
+    return checks.free_port([int(wanted)] if wanted else range(18480, 18500))
 
 
 def run_checks(keep):
