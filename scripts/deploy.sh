@@ -256,26 +256,19 @@ running_db() {
         dk_cid db
     fi
 }
-# Fails when the db does not answer (a crash loop, e.g. after a refused migration): there is then
-# nothing to back up from, and the deploy goes on (it is how such a db is mended).
+# The migrations the running db has not applied, judged by the runner the db itself uses
+# (mysql/migrate.sh --pending: read only), speaking to it through docker exec. Fails when the db
+# does not answer (a crash loop, e.g. after a refused migration): there is then nothing to back up
+# from, and the deploy goes on (it is how such a db is mended).
 pending_migrations() {
-    local db=$1 applied f
-    # shellcheck disable=SC2016 # $MYSQL_DATABASE is expanded inside the container
-    if ! applied=$(docker exec "$db" sh -c 'exec mariadb --protocol=socket --user=mysql --batch \
-        --skip-column-names "$MYSQL_DATABASE" -e "SELECT name FROM schema_migrations"' 2>&1); then
-        # No such table (1146): a database from before migrations, all of them pending.
-        [[ $applied == *"ERROR 1146"* ]] || return 1
-        applied=""
-    fi
-    for f in mysql/migrations/*.sql; do
-        grep -qxF "${f##*/}" <<<"$applied" || printf '%s\n' "${f##*/}"
-    done
+    "$DK_ROOT/mysql/migrate.sh" --pending "$(dk_setting MYSQL_DATABASE items)" -- \
+        docker exec "$1" mariadb --protocol=socket --user=mysql
 }
 if ((backup)); then
     db=$(running_db)
     pending=""
     if [[ -n $db ]] && ! pending=$(pending_migrations "$db"); then
-        log "the running db does not answer (restarting?): no backup before the deploy; take one with scripts/backup.sh once it serves"
+        log "could not read the running db's migrations (restarting?): no backup before the deploy; take one with scripts/backup.sh once it serves"
         pending=""
     fi
     if [[ -n $pending ]]; then
