@@ -389,11 +389,18 @@ copy_db_template() {
   if ((EUID == 0)); then chown -R "$DB_USER" "$DB_DIR"; fi
 }
 
-# A fresh datadir gets the schema, the seed and the application account with
-# RUN_DIR's password: from DB_TEMPLATE when set (the template's password is
-# replaced: one statement), else initialised here.
+# Starts mariadbd on RUN_DIR's datadir. A fresh one gets the schema, the seed
+# and the application account with RUN_DIR's password: from DB_TEMPLATE when
+# set (the template's password is replaced: one statement), else initialised
+# here; one from an earlier start gets the migrations it lacks.
 init_db() {
-  [[ -f $DB_DIR/initialised ]] && return 0
+  if [[ -f $DB_DIR/initialised ]]; then
+    # A datadir from an earlier start may lack the newest migrations (a new
+    # one has them all, and a template is refused unless it does).
+    start_db
+    migrate_db || die "the schema migrations failed (see above)"
+    return 0
+  fi
   local password
   password=$(cat "$RUN_DIR/db-password")
   if [[ -n $DB_TEMPLATE ]]; then
@@ -605,9 +612,6 @@ start_once() {
   install_worker
   save_settings
   init_db
-  pid_alive "$(read_pid mariadb)" || start_db
-  # A datadir from an earlier start (or a template) may lack the newest ones.
-  migrate_db || die "the schema migrations failed (see above)"
   start_pool
   start_nginx
   wait_healthy
