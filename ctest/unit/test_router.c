@@ -373,6 +373,16 @@ test_db_unreachable(void)
 	check_access_line(log, &req, 503);
 	free(log);
 	response_finish(&resp);
+
+	/* A healthcheck's 200 is not logged (compose suite); a failing one is. */
+	CHECK_CASE("GET /status from the healthcheck, database down");
+	request_init(&req, &status_case);
+	req.request_id = HEALTHCHECK_REQUEST_ID;
+	log = dispatch(&req, &resp);
+	CHECK_INT_EQ(resp.status, 503);
+	check_access_line(log, &req, 503);
+	free(log);
+	response_finish(&resp);
 	CHECK_CASE(NULL);
 }
 

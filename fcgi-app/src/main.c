@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "router.h"
 
 #ifndef ITEMS_VERSION
@@ -85,13 +86,16 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: items-fcgi [--check-config | --help | --version]\n"
+	    "usage: items-fcgi [--check-config | --address-in CIDR | --help | --version]\n"
 	    "\n"
 	    "A FastCGI worker of the items API. Run it through items-pool, which\n"
 	    "binds the socket (spawn-fcgi) and keeps FCGI_WORKERS workers alive\n"
 	    "(multiwatch).\n"
 	    "\n"
 	    "  --check-config  validate the configuration from the environment and exit\n"
+	    "  --address-in CIDR\n"
+	    "                  print this host's IPv4 address inside CIDR (a.b.c.d/n)\n"
+	    "                  and exit: items-pool's FCGI_LISTEN_SUBNET uses it\n"
 	    "\n"
 	    "Environment: DB_HOST (127.0.0.1), DB_PORT (3306), MYSQL_DATABASE,\n"
 	    "MYSQL_USER, MYSQL_PASSWORD or MYSQL_PASSWORD_FILE, API_TOKEN or\n"
@@ -131,6 +135,39 @@ serve(struct app *app, struct fcgi *f, unsigned long *served)
 	}
 }
 
+/* --address-in: the one local address inside cidr, for items-pool. */
+static int
+print_address_in(const char *cidr)
+{
+	struct netaddr_net net;
+	char address[INET_ADDRSTRLEN];
+
+	switch (netaddr_parse(cidr, &net)) {
+	case NETADDR_OK:
+		break;
+	default:
+		fprintf(stderr, "items-fcgi: --address-in %.64s: expected an "
+		    "IPv4 network as a.b.c.d/n\n", cidr);
+		return 2;
+	}
+	switch (netaddr_local(&net, address)) {
+	case NETADDR_OK:
+		printf("%s\n", address);
+		return 0;
+	case NETADDR_AMBIGUOUS:
+		fprintf(stderr, "items-fcgi: more than one address of this "
+		    "host lies in %s: give a narrower network\n", cidr);
+		return 1;
+	case NETADDR_SYSTEM:
+		perror("items-fcgi: listing the interface addresses");
+		return 1;
+	default:
+		fprintf(stderr, "items-fcgi: no address of this host lies in "
+		    "%s (is the container attached to that network?)\n", cidr);
+		return 1;
+	}
+}
+
 static const char *
 lookup_env(const char *name)
 {
@@ -148,6 +185,8 @@ main(int argc, char *argv[])
 	bool check_only = false;
 	int rc;
 
+	if (argc == 3 && strcmp(argv[1], "--address-in") == 0)
+		return print_address_in(argv[2]);
 	if (argc > 2)
 		goto bad_usage;
 	if (argc == 2) {

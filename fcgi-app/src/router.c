@@ -157,6 +157,14 @@ done:
 	seconds = elapsed_since(&start);
 	metrics_record_request(app->metrics, route_id, req->method,
 	    (int)resp->status, seconds);
+	/*
+	 * The container healthcheck asks every few seconds: its answers would
+	 * bury the requests in the log. A failing one is still logged. Only
+	 * a trusted FastCGI peer sets REQUEST_ID (nginx always sets its own).
+	 */
+	if (resp->status == HTTP_OK && req->request_id != NULL &&
+	    strcmp(req->request_id, HEALTHCHECK_REQUEST_ID) == 0)
+		return;
 	entry.request_id = req->request_id;
 	entry.method = req->method_name;
 	entry.path = req->path;
