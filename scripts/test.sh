@@ -284,7 +284,7 @@ suite_static() {
   local scripts
   mapfile -t scripts < <(find "$REPO/scripts" "$REPO/ctest" "$REPO/.ci" "$REPO/mysql" "$REPO/nginx" -name node_modules -prune -o \
     \( -name '*.sh' -o -path "$REPO/.ci/run" \) -type f -print | sort)
-  if run_logged shellcheck shellcheck -x "${scripts[@]}" && shellcheck -s sh "$REPO/fcgi-app/items-pool"; then
+  if run_logged shellcheck shellcheck -x "${scripts[@]}" && shellcheck -s sh "$REPO/fcgi-app/items-pool" "$REPO/fcgi-app/items-healthcheck" "$REPO/nginx/front-entrypoint"; then
     p=$((p + 1))
   else
     f=$((f + 1))
