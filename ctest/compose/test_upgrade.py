@@ -41,7 +41,7 @@ in the temporary clone only; the repository itself is only read.
 One line per check ("ok - ..." or "FAIL - ...: reason"), then "N passed, M failed"; exit 1 if a
 check failed. Environment: UPGRADE_FROM (fd03663), UPGRADE_PROJECT (items-upgrade),
 UPGRADE_HTTP_PORT, UPGRADE_IMAGE_PREFIX (items-upgrade), UPGRADE_EDGE_SUBNET, UPGRADE_API_EDGE_IP,
-UPGRADE_FRONT_EDGE_IP, UPGRADE_DATA_SUBNET, COMPOSE_IMPL (see scripts/deploy.sh).
+UPGRADE_FRONT_EDGE_IP, UPGRADE_DATA_SUBNET, UPGRADE_PUBLIC_SUBNET, COMPOSE_IMPL (see scripts/deploy.sh).
 """
 
 import http.client
@@ -69,6 +69,7 @@ EDGE_SUBNET = os.environ.get("UPGRADE_EDGE_SUBNET", "172.31.240.0/24")
 API_EDGE_IP = os.environ.get("UPGRADE_API_EDGE_IP", "172.31.240.10")
 FRONT_EDGE_IP = os.environ.get("UPGRADE_FRONT_EDGE_IP", "172.31.240.20")
 DATA_SUBNET = os.environ.get("UPGRADE_DATA_SUBNET", "172.31.241.0/24")
+PUBLIC_SUBNET = os.environ.get("UPGRADE_PUBLIC_SUBNET", "172.31.239.0/24")
 PORTS = range(18580, 18600)
 DATABASE = "items"  # MYSQL_DATABASE of both releases
 SCRATCH_DB = "upgrade_scratch"
@@ -98,7 +99,8 @@ def figure(msg):
 
 def env():
     e = checks.deploy_env(PROJECT, PORT, "127.0.0.1", SECRETS_DIR,
-                          (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET),
+                          {"EDGE_SUBNET": EDGE_SUBNET, "API_EDGE_IP": API_EDGE_IP, "FRONT_EDGE_IP": FRONT_EDGE_IP,
+                           "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET},
                           drop=("REGISTRY", "COMPOSE_FILE_PATH", "SWARM_FILE_PATH", "COMPOSE_FILE",
                                 "DOCKER_HOST_IGNORE"))
     e.update(STACK_NAME=PROJECT, IMAGE_PREFIX=IMAGE_PREFIX, IMAGE_TAG="latest")

@@ -8,10 +8,12 @@ helpers that read a container's processes from the host.
     sys.exit(checks.finish())
 """
 
+import collections
 import http.client
 import json
 import os
 import socket
+import threading
 import time
 
 _counts = {"passed": 0, "failed": 0}
@@ -107,12 +109,13 @@ def free_port(candidates):
     return 0
 
 
-def deploy_env(project, port, bind, secrets_dir, subnets, drop=()):
+def deploy_env(project, port, bind, secrets_dir, networks, drop=()):
     """The environment of a scripts/deploy.sh run of a test's own compose project: this process's,
     less the names in drop, with the project, its port, secrets and networks.
-    subnets: (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET)."""
+    networks: a dict of the network settings (PUBLIC_SUBNET, EDGE_SUBNET, FRONT_EDGE_IP,
+    DATA_SUBNET; API_EDGE_IP for a checkout from before the api's address was Docker's choice)."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(zip(("EDGE_SUBNET", "API_EDGE_IP", "FRONT_EDGE_IP", "DATA_SUBNET"), subnets))
+    env.update(networks)
     env.update(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port), HTTP_BIND=bind, SECRETS_DIR=secrets_dir)
     return env
 
@@ -171,3 +174,87 @@ def tcp_listeners(pid):
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
             found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
     return found
+
+
+class Load:
+    """Continuous, bounded GET load on 127.0.0.1:port: `threads` keep-alive connections, `rate`
+    requests per second in all, for the `with` block or at most max_seconds. GET is idempotent: nginx
+    passes it to another replica when one fails (fastcgi_next_upstream error timeout).
+    Counts: ok (200), failed (anything else, by outcome), slow (over 1 s), max_latency."""
+
+    def __init__(self, port, path="/items", rate=100.0, threads=4, max_seconds=150):
+        self.port, self.path, self.rate, self.threads = port, path, rate, threads
+        self.max_seconds = max_seconds
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = self.failed = self.slow = 0
+        self.outcomes = collections.Counter()
+        self.max_latency = 0.0
+        self.elapsed = 0.0
+        self.workers = []
+        self.started = 0.0
+
+    def _worker(self):
+        interval = self.threads / self.rate
+        deadline = time.monotonic() + self.max_seconds
+        due = time.monotonic()
+        conn = None
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            t0 = time.monotonic()
+            outcome = None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                resp.read()
+                outcome = resp.status
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                outcome = type(exc).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
+            latency = time.monotonic() - t0
+            with self.lock:
+                self.max_latency = max(self.max_latency, latency)
+                if latency > 1.0:
+                    self.slow += 1
+                if outcome == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.outcomes[outcome] += 1
+            due += interval
+            pause = due - time.monotonic()
+            if pause > 0:
+                self.stop_event.wait(pause)
+            else:
+                due = time.monotonic()
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.threads)]
+        for t in self.workers:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for t in self.workers:
+            t.join(15)
+        self.elapsed = time.monotonic() - self.started
+        return False
+
+    @property
+    def total(self):
+        return self.ok + self.failed
+
+    def summary(self):
+        failures = f" {dict(self.outcomes)}" if self.outcomes else ""
+        return (f"{self.total} requests in {self.elapsed:.0f} s, {self.failed} failed{failures}, "
+                f"{self.slow} slower than 1 s, slowest {self.max_latency * 1000:.0f} ms")

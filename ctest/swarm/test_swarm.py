@@ -13,8 +13,6 @@ replicas. Python 3 standard library only (plus python3-yaml to read compose 1.29
 Debian's docker-compose depends on). One line per check, then "N passed, M failed".
 """
 
-import collections
-import http.client
 import json
 import os
 import re
@@ -22,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -211,86 +208,8 @@ def request(method, path, body=None, headers=None, timeout=5):
     return r.status, r.body
 
 
-class Load:
-    """Continuous, bounded GET load on 127.0.0.1:PORT: LOAD_THREADS keep-alive connections, LOAD_RATE
-    requests per second in all, stopped by stop() or after LOAD_MAX_SECONDS. GET is idempotent: nginx
-    passes it to another replica when one fails (fastcgi_next_upstream error timeout)."""
-
-    def __init__(self, path="/items", rate=LOAD_RATE, threads=LOAD_THREADS):
-        self.path, self.rate, self.threads = path, rate, threads
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = self.failed = self.slow = 0
-        self.outcomes = collections.Counter()
-        self.max_latency = 0.0
-        self.elapsed = 0.0
-        self.workers = []
-        self.started = 0.0
-
-    def _worker(self):
-        interval = self.threads / self.rate
-        deadline = time.monotonic() + LOAD_MAX_SECONDS
-        due = time.monotonic()
-        conn = None
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            t0 = time.monotonic()
-            outcome = None
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
-                resp.read()
-                outcome = resp.status
-                if resp.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                outcome = type(exc).__name__
-                if conn is not None:
-                    conn.close()
-                conn = None
-            latency = time.monotonic() - t0
-            with self.lock:
-                self.max_latency = max(self.max_latency, latency)
-                if latency > 1.0:
-                    self.slow += 1
-                if outcome == 200:
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    self.outcomes[outcome] += 1
-            due += interval
-            pause = due - time.monotonic()
-            if pause > 0:
-                self.stop_event.wait(pause)
-            else:
-                due = time.monotonic()
-        if conn is not None:
-            conn.close()
-
-    def __enter__(self):
-        self.started = time.monotonic()
-        self.workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.threads)]
-        for t in self.workers:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for t in self.workers:
-            t.join(15)
-        self.elapsed = time.monotonic() - self.started
-        return False
-
-    @property
-    def total(self):
-        return self.ok + self.failed
-
-    def summary(self):
-        failures = f" {dict(self.outcomes)}" if self.outcomes else ""
-        return (f"{self.total} requests in {self.elapsed:.0f} s, {self.failed} failed{failures}, "
-                f"{self.slow} slower than 1 s, slowest {self.max_latency * 1000:.0f} ms")
+def Load(path="/items", rate=LOAD_RATE, threads=LOAD_THREADS):  # noqa: N802 - used as the class it returns
+    return checks.Load(PORT, path, rate, threads, LOAD_MAX_SECONDS)
 
 
 def replica_requests():

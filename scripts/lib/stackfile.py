@@ -13,6 +13,8 @@ service or is listed here as left out on purpose:
   rejected by docker stack deploy        done here
   mem_limit ("forbidden property")       -> deploy.resources.limits.memory
   pids_limit (schema error)              -> deploy.resources.limits.pids (Docker 20.10: --limit-pids)
+  cpus (schema error)                    -> deploy.resources.limits.cpus, unless compose.swarm.yaml
+                                            sets that (its per-replica value wins)
   depends_on, long form (schema error)   dropped: Swarm has no start-up order; the api answers 503
                                             until the db is up, nginx 502 until an api task is healthy
   profiles (schema error)                the service is left out (it is opt-in in compose)
@@ -23,8 +25,10 @@ service or is listed here as left out on purpose:
                                             tmpfs.size}: Swarm takes no uid=, and the mount gets the
                                             mode of the image's directory (fine for a 1777 /tmp)
   build, restart, container_name         dropped (images are built before; deploy.restart_policy)
+  ulimits                                dropped: Swarm services take none before Docker 23 (the
+                                            engine's default, higher than compose's, applies)
   security_opt (no-new-privileges)       dropped: Swarm services cannot set it before Docker 27
-  networks.*.ipv4_address, network ipam  dropped (compose's fixed api address; overlay subnets are
+  networks.*.ipv4_address, network ipam  dropped (compose's fixed front address; overlay subnets are
                                             allocated by Swarm)
   ports "ip:published:target" (or v2's   dropped when compose.swarm.yaml publishes the same target
   long form with host_ip)                   (Swarm has no host address); otherwise -> host mode
@@ -127,7 +131,7 @@ def convert_ports(name, ports, notes):
 
 
 def convert_service(name, svc, notes):
-    for key in ("build", "restart", "container_name", "security_opt", "depends_on"):
+    for key in ("build", "restart", "container_name", "security_opt", "depends_on", "ulimits"):
         if key in svc:
             notes.append(f"{name}: {key} dropped")
             del svc[key]
@@ -137,6 +141,13 @@ def convert_service(name, svc, notes):
         mem = svc.pop("mem_limit")
         limits.setdefault("memory", str(mem))
         notes.append(f"{name}: mem_limit {mem} -> deploy.resources.limits.memory")
+    if "cpus" in svc:
+        cpus = svc.pop("cpus")
+        if "cpus" in limits:
+            notes.append(f"{name}: cpus {cpus} dropped (compose.swarm.yaml's limit {limits['cpus']} applies)")
+        else:
+            limits["cpus"] = str(cpus)
+            notes.append(f"{name}: cpus {cpus} -> deploy.resources.limits.cpus")
     if "pids_limit" in svc:
         pids = int(svc.pop("pids_limit"))
         limits.setdefault("pids", pids)
