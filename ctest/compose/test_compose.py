@@ -9,6 +9,7 @@ deployment (issue: "Compose deployment"). Python 3 standard library only. One li
 
 import contextlib
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -28,9 +29,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
 PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
 EDGE_SUBNET = os.environ.get("E2E_EDGE_SUBNET", "172.31.254.0/24")
-API_EDGE_IP = os.environ.get("E2E_API_EDGE_IP", "172.31.254.10")
 FRONT_EDGE_IP = os.environ.get("E2E_FRONT_EDGE_IP", "172.31.254.20")
 DATA_SUBNET = os.environ.get("E2E_DATA_SUBNET", "172.31.252.0/24")
+PUBLIC_SUBNET = os.environ.get("E2E_PUBLIC_SUBNET", "172.31.251.0/24")
 DEPLOY_TIMEOUT = 900  # seconds, the build included
 # The big-page check: BIG_ITEMS items of 64 KiB of control characters (each ~390 KB of JSON), read by
 # BIG_CLIENTS concurrent GET /items?limit=1000 through the front.
@@ -46,7 +47,8 @@ SERVICES = ("db", "api", "front")
 
 def env():
     return checks.deploy_env(PROJECT, PORT, "0.0.0.0", SECRETS_DIR,
-                             (EDGE_SUBNET, API_EDGE_IP, FRONT_EDGE_IP, DATA_SUBNET))
+                             {"EDGE_SUBNET": EDGE_SUBNET, "FRONT_EDGE_IP": FRONT_EDGE_IP,
+                              "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET})
 
 
 def run(args, timeout=120, check_rc=True, input_text=None, extra_env=None):
@@ -273,21 +275,85 @@ def netns_probe(container, target, port):
     return proc.returncode == 0
 
 
+def routes(container):
+    """The IPv4 routes of a container's network namespace, from the host's /proc (the images have
+    no `ip`): [(destination network, prefix length, gateway)], 0.0.0.0/0 being a default route."""
+    pid = inspect(container)["State"]["Pid"]
+    out = []
+    with open(f"/proc/{pid}/net/route", encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            dest, gateway, mask = (socket.inet_ntoa(int(x, 16).to_bytes(4, "little")) for x in
+                                   (fields[1], fields[2], fields[7]))
+            prefix = bin(int.from_bytes(socket.inet_aton(mask), "big")).count("1")
+            out.append((ipaddress.ip_network(f"{dest}/{prefix}"), gateway))
+    return out
+
+
+def networks_of(container):
+    return {name[len(PROJECT) + 1:] if name.startswith(f"{PROJECT}_") else name: net
+            for name, net in inspect(container)["NetworkSettings"]["Networks"].items()}
+
+
 def check_network():
     front, api, db = cid("front"), cid("api"), cid("db")
     db_ip = [n["IPAddress"] for n in inspect(db)["NetworkSettings"]["Networks"].values()][0]
+    stack_nets = {ipaddress.ip_network(n) for n in (EDGE_SUBNET, DATA_SUBNET)}
 
     def control():
         assert netns_probe(api, "db", 3306), "the api cannot reach db:3306: the probe itself is broken"
+        assert netns_probe(front, "api", 9000), "the front cannot connect to api:9000: the probe itself is broken"
 
     def unreachable():
         assert not netns_probe(front, "db", 3306), "front reaches db:3306 by name"
         assert not netns_probe(front, db_ip, 3306), f"front reaches {db_ip}:3306"
 
+    def db_to_api():
+        api_ips = [n["IPAddress"] for n in inspect(api)["NetworkSettings"]["Networks"].values()]
+        assert not netns_probe(db, "api", 9000), "db reaches api:9000 by name"
+        for ip in api_ips:
+            assert not netns_probe(db, ip, 9000), f"db reaches {ip}:9000"
+
     def internal():
-        nets = json.loads(docker("network", "inspect", f"{PROJECT}_data").stdout)
-        assert nets[0]["Internal"] is True, "the data network is not internal"
-        assert set(inspect(db)["NetworkSettings"]["Networks"]) == {f"{PROJECT}_data"}, "db is on another network"
+        flags = {name: json.loads(docker("network", "inspect", f"{PROJECT}_{name}").stdout)[0]["Internal"]
+                 for name in ("public", "edge", "data")}
+        assert flags == {"public": False, "edge": True, "data": True}, f"Internal flags {flags}"
+        assert set(networks_of(front)) == {"public", "edge"}, f"front on {set(networks_of(front))}"
+        assert set(networks_of(api)) == {"edge", "data"}, f"api on {set(networks_of(api))}"
+        assert set(networks_of(db)) == {"data"}, f"db on {set(networks_of(db))}"
+
+    def isolation_rules():
+        proc = subprocess.run(["iptables", "-S", "DOCKER-ISOLATION-STAGE-1"], capture_output=True, text=True)
+        assert proc.returncode == 0, f"iptables -S: {proc.stderr.strip()}"
+        return proc.stdout
+
+    def no_route_out():
+        # Every route of api and db leads into a stack network. Docker before 25 adds a default route
+        # even on an internal network, to the bridge: there Docker's isolation rules drop whatever
+        # the bridge would forward out of its subnet (read from the host's iptables, not probed).
+        bridges = {}
+        for name in ("edge", "data"):
+            net = json.loads(docker("network", "inspect", f"{PROJECT}_{name}").stdout)[0]
+            subnet = ipaddress.ip_network(net["IPAM"]["Config"][0]["Subnet"])
+            bridges[subnet] = net["Options"].get("com.docker.network.bridge.name") or f"br-{net['Id'][:12]}"
+        for name, c in (("api", api), ("db", db)):
+            table = routes(c)
+            log(f"{name} routes: {[(str(n), gw) for n, gw in table]}")
+            assert table, f"{name}: no route at all (cannot read its table?)"
+            for net, gw in table:
+                if net.prefixlen != 0:
+                    assert net in stack_nets, f"{name}: a route to {net}, outside the stack's networks"
+                    continue
+                via = ipaddress.ip_address(gw)
+                subnet = next((n for n in bridges if via in n), None)
+                assert subnet, f"{name}: default route via {gw}, outside the internal networks"
+                rule = f"-A DOCKER-ISOLATION-STAGE-1 ! -d {subnet} -i {bridges[subnet]} -j DROP"
+                assert rule in isolation_rules(), f"{name}: default route via {gw}, and no isolation rule {rule!r}"
+        # control: the front's way out is the public network
+        default = [gw for n, gw in routes(front) if n.prefixlen == 0]
+        assert default and ipaddress.ip_address(default[0]) in ipaddress.ip_network(PUBLIC_SUBNET), \
+            f"the front's default route {default}: not through the public network"
 
     def ports():
         for svc, c in (("api", api), ("db", db)):
@@ -299,9 +365,13 @@ def check_network():
         assert list(bound) == ["8080/tcp"], f"front publishes {bound}"
         assert bound["8080/tcp"][0]["HostPort"] == str(PORT), bound
 
-    check("network: the probe reaches db:3306 from the api (control)", control)
+    check("network: the probe reaches db:3306 from the api and api:9000 from the front (control)", control)
     check("network: db:3306 unreachable from the front container (by name and by address)", unreachable)
-    check("network: data network internal, db only on it", internal)
+    check("network: api:9000 unreachable from the db container (by name and every api address)", db_to_api)
+    check("network: public (front only) has a way out; edge and data are internal; api on edge+data, db on data",
+          internal)
+    check("network: api and db have no route out of the stack (routes only into its networks; a default route, "
+          "if Docker adds one, ends at its isolation rules); the front's way out is the public network", no_route_out)
     check("network: api and db publish no host port; front only its HTTP port", ports)
 
 
@@ -334,18 +404,27 @@ def fcgi_probe(network, target, path="/status"):
     return proc.stdout, proc.stderr, proc.returncode, time.monotonic() - t0
 
 
+def api_edge_ip(api):
+    return inspect(api)["NetworkSettings"]["Networks"][edge_network()]["IPAddress"]
+
+
 def check_fcgi_trust():
     api, front = cid("api"), cid("front")
+    api_ip = api_edge_ip(api)  # Docker's choice
 
     def addresses():
-        nets = inspect(api)["NetworkSettings"]["Networks"]
-        got = nets[edge_network()]["IPAddress"]
-        assert got == API_EDGE_IP, f"api's edge address {got}, want {API_EDGE_IP}"
+        info = inspect(api)
+        nets = info["NetworkSettings"]["Networks"]
+        assert ipaddress.ip_address(api_ip) in ipaddress.ip_network(EDGE_SUBNET), api_ip
+        fixed = (nets[edge_network()].get("IPAMConfig") or {}).get("IPv4Address")
+        assert not fixed, f"the api has a fixed edge address {fixed}: --scale cannot work"
         got = inspect(front)["NetworkSettings"]["Networks"][edge_network()]["IPAddress"]
         assert got == FRONT_EDGE_IP, f"front's edge address {got}, want {FRONT_EDGE_IP}"
-        env = dict(v.split("=", 1) for v in inspect(api)["Config"]["Env"] or [])
-        assert env.get("FCGI_LISTEN") == f"{API_EDGE_IP}:9000", env.get("FCGI_LISTEN")
-        assert env.get("FCGI_WEB_SERVER_ADDRS") == f"{FRONT_EDGE_IP},{API_EDGE_IP}", env.get("FCGI_WEB_SERVER_ADDRS")
+        env = dict(v.split("=", 1) for v in info["Config"]["Env"] or [])
+        assert env.get("FCGI_LISTEN_SUBNET") == EDGE_SUBNET, env.get("FCGI_LISTEN_SUBNET")
+        assert env.get("FCGI_WEB_SERVER_ADDRS") == FRONT_EDGE_IP, env.get("FCGI_WEB_SERVER_ADDRS")
+        logs = docker("logs", api).stderr
+        assert f"listening on {api_ip}:9000" in logs, "items-pool did not say where it listens"
 
     def edge_only():
         info = inspect(api)
@@ -353,7 +432,7 @@ def check_fcgi_trust():
         socks = tcp_listeners(info["State"]["Pid"])
         log(f"api listening sockets: {sorted(socks)} (data address {data_ip})")
         on_9000 = [s for s in socks if s[1] == 9000]
-        assert on_9000 == [(API_EDGE_IP, 9000)], f"port 9000 bound to {on_9000}, want only {API_EDGE_IP}"
+        assert on_9000 == [(api_ip, 9000)], f"port 9000 bound to {on_9000}, want only {api_ip}"
         wildcard = [s for s in socks if s[0] in ("0.0.0.0", "::")]
         assert not wildcard, f"listening on every address: {wildcard}"
         on_data = [s for s in socks if s[0] in (data_ip, f"::ffff:{data_ip}")]
@@ -362,15 +441,15 @@ def check_fcgi_trust():
         assert not netns_probe(cid("db"), data_ip, 9000), f"{data_ip}:9000 answers from the db container"
 
     def foreign_peer_refused():
-        out, err, rc, took = fcgi_probe(edge_network(), API_EDGE_IP)
-        log(f"FastCGI GET /status from another container on {edge_network()} to {API_EDGE_IP}:9000: exit {rc} "
+        out, err, rc, took = fcgi_probe(edge_network(), api_ip)
+        log(f"FastCGI GET /status from another container on {edge_network()} to {api_ip}:9000: exit {rc} "
             f"after {took:.1f} s, {len(out)} bytes out, stderr {err.strip()[-120:]!r}")
         assert "Status:" not in out and not out.strip(), f"a FastCGI answer came back: {out[:200]!r}"
         assert took < 10, f"took {took:.1f} s: the connection was not closed at once"
         # The port is reachable from there (TCP connects): it is the pool that closes the connection,
         # without a byte, not the network that blocks it. A throwaway db-image container (it has bash).
         image = inspect(cid("db"))["Config"]["Image"]
-        script = (f"exec 3<>/dev/tcp/{API_EDGE_IP}/9000 || exit 2; "
+        script = (f"exec 3<>/dev/tcp/{api_ip}/9000 || exit 2; "
                   "IFS= read -r -t 5 -n 1 c <&3; rc=$?; [ $rc -eq 1 ] && exit 0; echo \"read: $rc\"; exit 3")
         proc = docker("run", "--rm", "--network", edge_network(), "--cap-drop", "ALL", "--user", "10003",
                       "--entrypoint", "timeout", image, "8", "bash", "-c", script, timeout=30, check_rc=False)
@@ -380,16 +459,255 @@ def check_fcgi_trust():
         assert r.status == 200, f"the same request through the front: HTTP {r.status}"
 
     def own_address_admitted():
-        # control: the same probe in the api's own namespace connects from API_EDGE_IP, which is in
+        # control: the same probe in the api's own namespace connects from api_ip, which is in
         # the list (that is the healthcheck's path), so the probe itself is able to get an answer
-        out, err, rc, _ = fcgi_probe(f"container:{api}", API_EDGE_IP)
+        out, err, rc, _ = fcgi_probe(f"container:{api}", api_ip)
         assert out.startswith("Status: 200"), f"exit {rc}, out {out[:200]!r}, err {err[-300:]!r}"
 
-    check(f"fastcgi trust: api on {API_EDGE_IP}, front on {FRONT_EDGE_IP}, the pool admits exactly those two", addresses)
-    check(f"fastcgi trust: the pool listens on {API_EDGE_IP}:9000 only (not 0.0.0.0, nothing on the data network)", edge_only)
+    check(f"fastcgi trust: api on {api_ip} (Docker's choice in {EDGE_SUBNET}), front on {FRONT_EDGE_IP}, "
+          "the pool admits exactly those two", addresses)
+    check(f"fastcgi trust: the pool listens on its edge address {api_ip}:9000 only (not 0.0.0.0, nothing on "
+          "the data network)", edge_only)
     check("fastcgi trust: the probe gets 200 from the api's own address (control)", own_address_admitted)
     check("fastcgi trust: another container on the edge network connects but gets no FastCGI answer; through the front 200",
           foreign_peer_refused)
+
+
+# --- operating: settings at start, replicas, quiet healthchecks, limits --------------------------------
+
+
+def compose_up(*args, extra_env=None):
+    """`compose up -d --no-build --no-deps ARGS` in the checkout, for this test's project: what an
+    operator runs after editing .env (compose reads the environment before .env)."""
+    return run(plain_compose() + ["up", "-d", "--no-build", "--no-deps", *args], timeout=300, extra_env=extra_env)
+
+
+def containers_of(service):
+    return docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                  "--filter", f"label=com.docker.compose.service={service}").stdout.split()
+
+
+def access_lines(container, since=None, stream="stdout"):
+    """The JSON lines a container logged (nginx's access log is its stdout, the api's on stderr)."""
+    args = ["logs"] + (["--since", since] if since else []) + [container]
+    proc = docker(*args, timeout=60)
+    text = proc.stdout if stream == "stdout" else proc.stderr
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+def recreate_front(extra_env=None):
+    before = cid("front")
+    compose_up("front", extra_env=extra_env)
+    ok = wait_for(lambda: containers_of("front") and containers_of("front")[0] != before
+                  and health(containers_of("front")[0]) == "healthy" and try_status() == 200, 60)
+    assert ok, f"the front is not back healthy within 60 s (/status {try_status()})"
+    return cid("front")
+
+
+def check_front_settings():
+    """Settings apply at start, not at build: the same front image, recreated with WRITE_BURST=2 and
+    REAL_IP_FROM (the public network, where published connections come from), limits writes per
+    X-Forwarded-For client and logs that client; recreated with the defaults again, it does neither."""
+    image = inspect(cid("front"))["Image"]
+    marker = f"realip-{os.getpid()}"
+
+    def burst(xff, n=15):
+        return [request("POST", "/items", {"name": "x"}, {"X-Forwarded-For": xff}).status for _ in range(n)]
+
+    def logged_client(tag):
+        request("GET", f"/status?{marker}={tag}", headers={"X-Forwarded-For": "203.0.113.50"})
+        lines = wait_for(lambda: [x for x in access_lines(cid("front")) if f"{marker}={tag}" in x.get("uri", "")], 10)
+        assert lines, f"no access line for {marker}={tag}"
+        return lines[-1]["remote_addr"]
+
+    def applied():
+        front = recreate_front({"WRITE_BURST": "2", "REAL_IP_FROM": PUBLIC_SUBNET})
+        assert inspect(front)["Image"] == image, "the front image changed: settings should not need a build"
+        conf = docker("exec", front, "cat", "/run/nginx/conf/nginx.conf").stdout
+        assert "burst=2 nodelay" in conf, "WRITE_BURST=2 is not in the rendered nginx.conf"
+        first = burst("203.0.113.1")
+        log(f"WRITE_BURST=2: 15 rapid writes from X-Forwarded-For 203.0.113.1: {first}")
+        assert first[:3] == [401] * 3 and 429 in first, f"statuses {first}"
+        other = burst("203.0.113.2", 1)
+        assert other == [401], f"another client behind the same proxy was limited too: {other}"
+        client = logged_client("set")
+        assert client == "203.0.113.50", f"logged remote_addr {client}, want the X-Forwarded-For client"
+
+    def defaults():
+        front = recreate_front()
+        assert inspect(front)["Image"] == image, "the front image changed"
+        statuses = burst("203.0.113.3")
+        assert 429 not in statuses, f"default burst 20: statuses {statuses}"
+        client = logged_client("unset")
+        assert ipaddress.ip_address(client) in ipaddress.ip_network(PUBLIC_SUBNET), \
+            f"remote_addr {client}: X-Forwarded-For was trusted without REAL_IP_FROM"
+
+    check("settings at start: WRITE_BURST and REAL_IP_FROM from the environment apply when the same front "
+          "image is recreated (writes limited per X-Forwarded-For client, client logged), no build", applied)
+    check("settings at start: recreated with the defaults, burst 20 again and X-Forwarded-For not trusted", defaults)
+
+
+def check_scale():
+    """`docker compose up --scale api=3`: the api has no fixed address, each replica listens on its
+    own edge address, and the front (re-resolving api through Docker's DNS) sends requests to all."""
+    def scaled():
+        compose_up("--no-recreate", "--scale", "api=3", "api")
+        ok = wait_for(lambda: len(containers_of("api")) == 3 and all(health(c) == "healthy" for c in containers_of("api")),
+                      90)
+        assert ok, f"api containers {[(c[:12], health(c)) for c in containers_of('api')]}"
+        replicas = containers_of("api")
+        since = str(int(time.time()) - 1)
+        seen = {}
+        for batch in range(6):
+            for k in range(30):
+                r = request("GET", f"/items/77{batch:02d}{k:03d}")
+                assert r.status == 404, f"GET /items/77... through the front: {r.status}"
+            seen = {c: sum(1 for x in access_lines(c, since, "stderr") if str(x.get("path", "")).startswith("/items/77"))
+                    for c in replicas}
+            if all(seen.values()):
+                break
+            time.sleep(1)
+        log(f"requests per api replica: {[(c[:12], n) for c, n in seen.items()]}")
+        assert all(seen.values()), f"a replica got no request: {seen}"
+
+    def back_to_one():
+        compose_up("--no-recreate", "--scale", "api=1", "api")
+        assert wait_for(lambda: len(containers_of("api")) == 1, 60), containers_of("api")
+        time.sleep(2)  # nginx's resolver validity (1 s), past
+        statuses = [try_status() for _ in range(20)]
+        assert statuses == [200] * 20, f"after scaling back to 1: {statuses}"
+
+    check("scale: `compose up --scale api=3` starts 3 healthy replicas and the front sends requests to each", scaled)
+    check("scale: back to 1 replica, the front follows (20 of 20 GET /status 200)", back_to_one)
+
+
+def check_quiet_healthchecks():
+    """The healthchecks run every 3 s: their answers stay out of the access logs (a failing one is
+    still logged by the api)."""
+    def quiet():
+        for svc in ("front", "api"):
+            c = cid(svc)
+            runs = inspect(c)["State"]["Health"]["Log"]
+            assert runs and all(r["ExitCode"] == 0 for r in runs[-3:]), f"{svc}: healthcheck runs {runs[-3:]}"
+        front_noise = [x for x in access_lines(cid("front")) if x.get("remote_addr") == "127.0.0.1"]
+        assert not front_noise, f"the front logged its healthcheck: {front_noise[:2]}"
+        api_noise = [x for x in access_lines(cid("api"), stream="stderr") if x.get("request_id") == "healthcheck"]
+        assert not api_noise, f"the api logged its healthcheck: {api_noise[:2]}"
+
+    check("healthchecks: run and pass, but no access-log line from them in front or api", quiet)
+
+
+def check_limits():
+    """The limits agree: nginx runs the worker processes it is told (not one per host CPU) with the
+    descriptors 1024 proxied connections need, every tier has a CPU limit, and the db's pids limit
+    leaves room for a thread per allowed connection."""
+    def nginx():
+        front = cid("front")
+        env = dict(v.split("=", 1) for v in inspect(front)["Config"]["Env"] or [])
+        want = int(env["NGINX_WORKER_PROCESSES"])
+        rows = docker("top", front, "-eo", "pid,args").stdout.splitlines()[1:]
+        workers = [int(r.split()[0]) for r in rows if "nginx: worker process" in r]
+        assert len(workers) == want, f"{len(workers)} nginx workers, NGINX_WORKER_PROCESSES={want}"
+        with open(f"/proc/{workers[0]}/limits", encoding="utf-8") as f:
+            nofile = [ln.split()[3:5] for ln in f if ln.startswith("Max open files")][0]
+        assert nofile == ["4096", "4096"], f"nginx worker open-file limit {nofile}"
+
+    def cpus():
+        for svc in SERVICES:
+            nano = inspect(cid(svc))["HostConfig"].get("NanoCpus") or 0
+            assert nano > 0, f"{svc} has no CPU limit"
+
+    def db_pids():
+        db = cid("db")
+        pids = inspect(db)["HostConfig"]["PidsLimit"]
+        conns = int(docker("exec", db, "mariadb", "--batch", "--skip-column-names",
+                           "-e", "SELECT @@max_connections").stdout.strip())
+        threads = len(host_pids(db))
+        log(f"db: max_connections {conns}, pids_limit {pids}, processes now {threads}")
+        assert pids >= conns + 64, f"pids_limit {pids} leaves no room for {conns} connection threads"
+
+    check("limits: nginx runs NGINX_WORKER_PROCESSES workers with 4096 open files each", nginx)
+    check("limits: front, api and db each have a CPU limit", cpus)
+    check("limits: the db's pids_limit exceeds max_connections with room for the server's own threads", db_pids)
+
+
+def check_rotation():
+    """scripts/rotate-secret.sh under a continuous GET load (100/s): each secret changes where it is
+    checked and in its file, the api rolls onto it, and not one request fails."""
+    db = cid("db")
+
+    def login(account, password, socket_uid=None):
+        """Whether MariaDB takes the password: the app account over TCP (the api's path); root on the
+        socket as a uid that is not the socket's mysql user (so only the password can let it in)."""
+        where = ["--protocol=tcp", "--host=127.0.0.1"] if socket_uid is None else ["--protocol=socket"]
+        user = ["-u", socket_uid] if socket_uid else []
+        proc = subprocess.run(["docker", "exec", "-i", *user, db, "mariadb", "--defaults-extra-file=/dev/stdin",
+                               *where, f"--user={account}", "-e", "SELECT 1"],
+                              input=f'[client]\npassword="{password}"\n', capture_output=True, text=True, timeout=30)
+        return proc.returncode == 0
+
+    def read(name):
+        with open(os.path.join(SECRETS_DIR, name), encoding="utf-8") as f:
+            return f.read().strip()
+
+    def rotate_under_load(name):
+        with checks.Load(PORT, "/items", rate=100.0, threads=4, max_seconds=150) as load:
+            wait_for(lambda: load.total > 100, 10)
+            t0 = time.monotonic()
+            proc = run([os.path.join(REPO, "scripts", "rotate-secret.sh"), name], timeout=300)
+            took = time.monotonic() - t0
+            time.sleep(2)  # past nginx's resolver validity: requests reach only the new api
+        log(f"rotate-secret.sh {name} in {took:.1f} s; under load: {load.summary()}")
+        for line in proc.stderr.splitlines()[-3:]:
+            log(line)
+        return load
+
+    def db_password():
+        old = SECRETS["db_password"]
+        load = rotate_under_load("db_password")
+        new = read("db_password")
+        assert new != old, "the file did not change"
+        SECRETS["db_password"] = new
+        assert login("items", new), "MariaDB refuses the new password"
+        assert not login("items", old), "MariaDB still takes the old password"
+        assert load.total > 300, f"only {load.total} requests"
+        assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
+        r = request("GET", "/status")
+        assert r.status == 200 and json.loads(r.body)["database_connection"] == "OK", r.body[:200]
+
+    def api_token():
+        old = SECRETS["api_token"]
+        load = rotate_under_load("api_token")
+        new = read("api_token")
+        assert new != old, "the file did not change"
+        SECRETS["api_token"] = new
+        post = lambda token: request("POST", "/items", {"name": "rotated"}, {"Authorization": f"Bearer {token}"})  # noqa: E731
+        created = post(new)
+        assert created.status == 201, f"the new token: {created.status}"
+        request("DELETE", f"/items/{json.loads(created.body)['id']}", headers=auth())
+        assert post(old).status == 401, "the old token still works"
+        assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
+
+    def root_password():
+        old = SECRETS["db_root_password"]
+        run([os.path.join(REPO, "scripts", "rotate-secret.sh"), "db_root_password"], timeout=120)
+        new = read("db_root_password")
+        assert new != old, "the file did not change"
+        SECRETS["db_root_password"] = new
+        assert login("root", new, "10002:10000"), "root refuses the new password"
+        assert not login("root", old, "10002:10000"), "root still takes the old password"
+
+    check("rotation: db_password changed in MariaDB (old refused) and in its file, api rolled, "
+          "zero failed requests under load", db_password)
+    check("rotation: api_token changed, api rolled, new token 201, old 401, zero failed requests under load",
+          api_token)
+    check("rotation: db_root_password changed in MariaDB (root on the socket) and in its file", root_password)
 
 
 # --- big pages through the deployment ----------------------------------------------------------------
@@ -960,8 +1278,8 @@ def check_plain_compose():
             env_file = f.read()
         assert "\nCOMPOSE_PROJECT_NAME=items\n" in env_file, ".env.example names no compose project"
         overrides = {"COMPOSE_PROJECT_NAME": project, "HTTP_PORT": str(port), "HTTP_BIND": "127.0.0.1",
-                     "EDGE_SUBNET": "172.31.242.0/24", "API_EDGE_IP": "172.31.242.10",
-                     "FRONT_EDGE_IP": "172.31.242.20", "DATA_SUBNET": "172.31.243.0/24"}
+                     "EDGE_SUBNET": "172.31.246.0/24", "FRONT_EDGE_IP": "172.31.246.20",
+                     "DATA_SUBNET": "172.31.247.0/24", "PUBLIC_SUBNET": "172.31.245.0/24"}
         lines = [ln for ln in env_file.splitlines() if ln.split("=", 1)[0] not in overrides]
         with open(os.path.join(clone, ".env"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines + [f"{k}={v}" for k, v in overrides.items()]) + "\n")
@@ -1041,6 +1359,11 @@ def main():
         check_network()
         check_fcgi_trust()
         check_secrets()
+        check_quiet_healthchecks()
+        check_limits()
+        check_front_settings()
+        check_scale()
+        check_rotation()
         check_big_pages()
         check_worker_replaced()
         check_schema_gate()
