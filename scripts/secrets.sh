@@ -23,8 +23,8 @@ containers' users must be able to read them through the bind mount).
   --check     create nothing; exit 1 if a secret is missing or empty
   --help      this text
 
-Rotating a secret: see docs/deployment.md (the database passwords are applied at the first start
-of an empty volume only).
+Rotating a secret of a running stack: scripts/rotate-secret.sh NAME (it changes the password in
+MariaDB as well: the db applies the files only at the first start of an empty volume).
 EOF
 }
 

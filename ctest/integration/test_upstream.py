@@ -248,7 +248,8 @@ class UpstreamTest(harness.StackTestCase):
         conf_dir = os.path.join(self.stack.run_dir, "nginx")
         with open(os.path.join(conf_dir, "items-fastcgi.conf")) as f:
             fcgi = f.read()
-        with open(os.path.join(conf_dir, "nginx.conf")) as f:
+        # The static upstream block is rendered into its own include file.
+        with open(os.path.join(conf_dir, "items-upstream.conf")) as f:
             main_conf = f.read()
 
         def directive(name):
