@@ -193,6 +193,8 @@ if ((dumped < known)); then
         refuse "the migrations of the side database failed (see above)"
     [[ $(version) == "$known" ]] || refuse "the side database is not at schema version $known after its migrations"
     [[ $(q "SELECT COUNT(*) FROM \`$side\`.items") == "$expected" ]] || refuse "the migrations changed the number of items"
+    # They add tables (schema_migrations to a dump from before migrations): all of them move.
+    tables=$(q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$side' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1")
 fi
 
 # Its triggers, as SQL that re-creates them (with their sql_mode and character set) in the current
@@ -273,17 +275,29 @@ state="the live database $database holds the restored data, which failed its che
     stopped_failure "the live items table does not hold the $expected items of $file after the swap"
 [[ $(q "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '$database'") == "${#side_triggers[@]}" ]] ||
     stopped_failure "the live database does not have the ${#side_triggers[@]} trigger(s) of the restored one"
+if ((known > 0)); then
+    [[ $(q "SELECT COALESCE(MAX(version), 0) FROM \`$database\`.schema_migrations") == "$known" ]] ||
+        stopped_failure "the live database is not at schema version $known after the swap"
+fi
 printf 'DROP DATABASE `%s`;\n' "$side" | sql || log "could not drop the (empty) side database $side"
 
 # ---- 5. the api back -----------------------------------------------------------------------------
-state="the live database $database holds the restored, checked data, but the api is not serving"
+state="the live database $database holds the restored, checked data, but the api did not come up healthy on it"
 log "starting the api again"
 if ((swarm)); then
     docker service scale "$api_service=$replicas" >&2 || stopped_failure "scaling $api_service back to $replicas failed"
-    dk_wait_stack 180 "$stack" || stopped_failure "the stack did not become healthy after the restore (docker service logs $api_service)"
+    if ! dk_wait_stack 180 "$stack"; then
+        docker service scale "$api_service=0" >&2 || true
+        stopped_failure "the stack did not become healthy after the restore (see: docker service logs $api_service)"
+    fi
 else
     dk_compose start api >&2 || stopped_failure "starting the api failed"
-    dk_wait_healthy 120 api || stopped_failure "the api did not become healthy after the restore (docker logs $(dk_cid api))"
+    if ! dk_wait_healthy 120 api; then
+        api_logs="docker logs $(dk_cid api)"
+        # Stopped again: what the message below says, and no 503s served from it meanwhile.
+        dk_compose stop api >&2 || true
+        stopped_failure "the api did not become healthy after the restore (see: $api_logs)"
+    fi
 fi
 trap - EXIT
 printf 'DROP DATABASE `%s`;\n' "$old" | sql || log "could not drop $old (the tables from before the restore): drop it by hand"
