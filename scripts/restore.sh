@@ -73,7 +73,8 @@ log() { printf '[restore] %s\n' "$*" >&2; }
 dk_engine_running || dk_die "no Docker engine answers"
 stack=${STACK_NAME:-items}
 if ((swarm)); then
-    [[ $(dk_swarm_state) == manager ]] || dk_die "--swarm: this engine is no swarm manager (the api service is scaled from one)"
+    [[ $(dk_swarm_state) == manager ]] ||
+        dk_die "--swarm: this engine is no swarm manager (the api service is scaled from one)"
     api_service=${stack}_api
     docker service inspect "$api_service" >/dev/null 2>&1 || dk_die "no service $api_service"
     db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1)
@@ -90,7 +91,8 @@ cat_dump() {
         *) cat "$file" ;;
     esac
 }
-cat_dump | tail -n 1 | grep -q '^-- Dump completed' || dk_die "$file is not a complete dump: refusing to restore (nothing changed)"
+cat_dump | tail -n 1 | grep -q '^-- Dump completed' ||
+    dk_die "$file is not a complete dump: refusing to restore (nothing changed)"
 
 # SQL through the db container's client, as its OS user over the socket (unix_socket: no password).
 sql() { docker exec -i "$db" mariadb --batch --skip-column-names --default-character-set=utf8mb4; }
@@ -164,7 +166,12 @@ fi
 # ---- 3. the side database checked ----------------------------------------------------------------
 # One query, its rows tab-separated (no -i: the client must not read the script's own input).
 q() { docker exec "$db" mariadb --batch --skip-column-names --default-character-set=utf8mb4 -e "$1"; }
-tables=$(q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$side' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1")
+# The base tables, and the triggers, of schema $1, one name a line.
+tables_of() {
+    q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$1' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1"
+}
+triggers_of() { q "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '$1' ORDER BY 1"; }
+tables=$(tables_of "$side")
 grep -qx items <<<"$tables" || refuse "$file holds no items table"
 extra=$(q "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$side' AND TABLE_TYPE <> 'BASE TABLE')
     + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '$side')
@@ -174,10 +181,11 @@ rows=$(q "SELECT COUNT(*) FROM \`$side\`.items")
 [[ $rows == "$expected" ]] || refuse "the side database holds $rows items where $file has $expected"
 
 # The schema: the image's migrations (none in an image from before them) are the reference.
-known=$(docker exec "$db" sh -c 'ls /usr/share/items/migrations 2>/dev/null' | sed -n 's/^\([0-9]\{4\}\)_.*\.sql$/\1/p' | sort | tail -n 1)
+known=$(docker exec "$db" sh -c 'ls /usr/share/items/migrations 2>/dev/null' |
+    sed -n 's/^\([0-9]\{4\}\)_.*\.sql$/\1/p' | sort | tail -n 1)
 known=$((10#${known:-0}))
 version() {
-    if grep -qx schema_migrations <<<"$(q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$side'")"; then
+    if grep -qx schema_migrations <<<"$(tables_of "$side")"; then
         q "SELECT COALESCE(MAX(version), 0) FROM \`$side\`.schema_migrations"
     else
         echo 0
@@ -194,7 +202,7 @@ if ((dumped < known)); then
     [[ $(version) == "$known" ]] || refuse "the side database is not at schema version $known after its migrations"
     [[ $(q "SELECT COUNT(*) FROM \`$side\`.items") == "$expected" ]] || refuse "the migrations changed the number of items"
     # They add tables (schema_migrations to a dump from before migrations): all of them move.
-    tables=$(q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$side' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1")
+    tables=$(tables_of "$side")
 fi
 
 # Its triggers, as SQL that re-creates them (with their sql_mode and character set) in the current
@@ -202,7 +210,7 @@ fi
 trigger_sql=$(docker exec "$db" mariadb-dump --no-create-info --no-data --triggers --skip-routines \
     --skip-events --skip-lock-tables --default-character-set=utf8mb4 "$side") ||
     refuse "reading the triggers of the side database failed"
-mapfile -t side_triggers < <(q "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '$side' ORDER BY 1")
+mapfile -t side_triggers < <(triggers_of "$side")
 for t in "${side_triggers[@]}"; do
     q "DROP TRIGGER \`$side\`.\`$t\`" || refuse "dropping trigger $t of the side database failed"
 done
@@ -251,8 +259,8 @@ else
     dk_compose stop api >&2 || stopped_failure "stopping the api failed"
 fi
 
-mapfile -t live_tables < <(q "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$database' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1")
-mapfile -t live_triggers < <(q "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '$database' ORDER BY 1")
+mapfile -t live_tables < <(tables_of "$database")
+mapfile -t live_triggers < <(triggers_of "$database")
 renames=()
 for t in "${live_tables[@]}"; do renames+=("\`$database\`.\`$t\` TO \`$old\`.\`$t\`"); done
 while IFS= read -r t; do renames+=("\`$side\`.\`$t\` TO \`$database\`.\`$t\`"); done <<<"$tables"
@@ -262,7 +270,8 @@ swap_sql=$(
     # One statement: every table moves, or none does.
     printf 'RENAME TABLE %s;\n' "$(IFS=,; printf '%s' "${renames[*]}")"
 )
-state="the live database $database may have lost its triggers (${live_triggers[*]:-none}) or tables: do not serve it as it is"
+state="the live database $database may have lost its triggers (${live_triggers[*]:-none}) or tables:"
+state+=" do not serve it as it is"
 sql <<<"$swap_sql" || stopped_failure "the swap (RENAME TABLE) failed"
 state="the live database $database holds the restored tables but not their triggers (${side_triggers[*]:-none}) yet"
 if [[ ${RESTORE_FAIL_AFTER_STOP:-} == 1 ]]; then
@@ -300,6 +309,7 @@ else
     fi
 fi
 trap - EXIT
-printf 'DROP DATABASE `%s`;\n' "$old" | sql || log "could not drop $old (the tables from before the restore): drop it by hand"
+printf 'DROP DATABASE `%s`;\n' "$old" | sql ||
+    log "could not drop $old (the tables from before the restore): drop it by hand"
 printf '[restore] %s restored into %s: %s items, in %s s (api stopped %s s); the data from before: %s\n' \
     "$file" "$database" "$expected" "$((SECONDS - start))" "$((SECONDS - stopped_at))" "$pre_backup" >&2
