@@ -28,9 +28,9 @@ data is exactly what it was at backup time. In order:
      untouched, and the script says so.
   4. The api is stopped (no write may land during the swap; the front answers 502 or 504 for API
      calls meanwhile), the triggers are taken off both sides (MariaDB moves no table with a
-     trigger to another database), one RENAME TABLE moves every live table to <database>_pre_restore_<time>
-     and every restored one into the live database, the restored triggers are created again there,
-     and the result is checked (rows, triggers, schema version).
+     trigger to another database), one RENAME TABLE moves every live table to
+     <database>_pre_restore_<time> and every restored one into the live database, the restored
+     triggers are created again there, and the result is checked (rows, triggers, schema version).
   5. The api starts again; once it is healthy, the tables from before are dropped (the
      pre-restore backup keeps them). The script returns once the api is healthy.
 
