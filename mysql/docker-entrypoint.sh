@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
 # Entrypoint of the db image: MariaDB (Debian packages) with the official mysql/mariadb images' contract.
 #
-#   MYSQL_ROOT_PASSWORD | MYSQL_ROOT_PASSWORD_FILE   root password (or MYSQL_RANDOM_ROOT_PASSWORD=yes,
+#   MYSQL_ROOT_PASSWORD | MYSQL_ROOT_PASSWORD_FILE   password of root@localhost (or MYSQL_RANDOM_ROOT_PASSWORD=yes,
 #                                                    or MYSQL_ALLOW_EMPTY_PASSWORD=yes), first start only
-#   MYSQL_ROOT_HOST                                  host part of the remote root account (default %)
+#   MYSQL_ROOT_HOST                                  opt-in remote root: host part of a second root account
+#                                                    with the same password (default: none, root is local
+#                                                    only; without it, remote root accounts left by older
+#                                                    images are dropped at start)
 #   MYSQL_DATABASE                                   database created at the first start
 #   MYSQL_USER, MYSQL_PASSWORD | MYSQL_PASSWORD_FILE application account, created at the first start with
 #                                                    only MYSQL_USER_PRIVILEGES on MYSQL_DATABASE
 #   MYSQL_USER_PRIVILEGES                            default "SELECT, INSERT, UPDATE, DELETE"
 #   /docker-entrypoint-initdb.d/*.sql|*.sql.gz|*.sql.xz|*.sh
 #                                                    run once, in name order, inside MYSQL_DATABASE
+#   MARIADB_AUTO_UPGRADE                             default 1; 0 = never run mariadb-upgrade (see below)
+#   INNODB_BUFFER_POOL_SIZE                          e.g. 256M; default: derived from the memory limit
 # Every MYSQL_* variable may also be spelled MARIADB_* (as in the official mariadb image).
+#
+# The passwords are read at the first start only (initialisation of an empty datadir): on an
+# initialised datadir the secret files may be missing, empty or hold another password (a rotation
+# changes the account with ALTER USER, then the file), the entrypoint never reads them.
+#
+# MariaDB version change (image rebuilt with another pin, mysql/Dockerfile ARG MARIADB_VERSION): at a
+# start on an initialised datadir whose mysql_upgrade_info (written by mariadb-install-db and
+# mariadb-upgrade) names another version than the server's, or is missing, the entrypoint dumps the
+# `mysql` system schema to $DATADIR/mysql-system-backup-FROM-to-TO-TIME.sql (a file, never a directory:
+# a directory in the datadir is a database), runs mariadb-upgrade against the temporary server and
+# checks that mysql_upgrade_info names the server's version; a failure stops the container (exit 1).
+# MARIADB_AUTO_UPGRADE=0 only logs the mismatch (then run mariadb-upgrade yourself).
+#
+# Memory: innodb_buffer_pool_size is half the container's memory limit (cgroup v2 memory.max or v1
+# memory.limit_in_bytes), rounded down to 8 MiB, at least 32 MiB, given on mariadbd's command line;
+# without a limit my.cnf's 128M stands. INNODB_BUFFER_POOL_SIZE, or --innodb-buffer-pool-size in the
+# command, overrides it.
 #
 # Schema migrations (/usr/share/items/migrations, applied by /usr/local/bin/migrate.sh into
 # MYSQL_DATABASE): at the first start before the init scripts, and at every later start before the
@@ -78,6 +100,52 @@ server_option() {
     printf '%s' "$value"
 }
 
+# The buffer pool from the memory limit (see the header): a pool sized for the host, not for the
+# container, gets the server killed by the OOM killer under load instead of just evicting pages.
+memory_limit() {
+    local limit='' total
+    if [[ -r /sys/fs/cgroup/memory.max ]]; then
+        limit=$(</sys/fs/cgroup/memory.max)
+    elif [[ -r /sys/fs/cgroup/memory/memory.limit_in_bytes ]]; then
+        limit=$(</sys/fs/cgroup/memory/memory.limit_in_bytes)
+    fi
+    [[ $limit =~ ^[0-9]+$ ]] || return 0
+    # cgroup v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages): anything at or above
+    # the machine's memory is no limit.
+    total=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+    if [[ $total =~ ^[0-9]+$ ]] && ((limit >= total * 1024)); then
+        return 0
+    fi
+    printf '%s' "$limit"
+}
+
+buffer_pool_option() {
+    local arg explicit limit size mib=$((1024 * 1024))
+    for arg in "${@:2}"; do
+        case $arg in --innodb-buffer-pool-size=* | --innodb_buffer_pool_size=*)
+            log "innodb_buffer_pool_size ${arg#*=} (command line)"
+            return 0
+            ;;
+        esac
+    done
+    explicit=${INNODB_BUFFER_POOL_SIZE:-}
+    if [[ -n $explicit ]]; then
+        [[ $explicit =~ ^[0-9]+[KkMmGg]?$ ]] || die "INNODB_BUFFER_POOL_SIZE=$explicit: give a size such as 256M or 1G"
+        log "innodb_buffer_pool_size $explicit (INNODB_BUFFER_POOL_SIZE)"
+        printf '%s' "--innodb-buffer-pool-size=$explicit"
+        return 0
+    fi
+    limit=$(memory_limit)
+    if [[ -z $limit ]]; then
+        log "innodb_buffer_pool_size $(server_option innodb_buffer_pool_size) (my.cnf: no container memory limit)"
+        return 0
+    fi
+    size=$((limit / 2 / (8 * mib) * (8 * mib)))
+    ((size >= 32 * mib)) || size=$((32 * mib))
+    log "innodb_buffer_pool_size $((size / mib))M (half the memory limit of $((limit / mib)) MiB, rounded down to 8M, at least 32M)"
+    printf '%s' "--innodb-buffer-pool-size=$((size / mib))M"
+}
+
 DATADIR=$(server_option datadir "${@:2}")
 DATADIR=${DATADIR:-/var/lib/mysql}
 DATADIR=${DATADIR%/}
@@ -90,6 +158,11 @@ MARK_BUSY=$DATADIR/.docker-init-in-progress
 [[ -d $DATADIR ]] || die "datadir $DATADIR does not exist"
 [[ -w $DATADIR ]] || die "datadir $DATADIR is not writable by uid $(id -u) (a bind mount owned by another user?)"
 [[ -w $(dirname "$SOCKET") ]] || die "$(dirname "$SOCKET") is not writable: mount a tmpfs there (read-only root filesystem)"
+
+BUFFER_POOL=$(buffer_pool_option "$@")
+if [[ -n $BUFFER_POOL ]]; then
+    set -- "$@" "$BUFFER_POOL"
+fi
 
 # SQL string literal: escape backslashes and single quotes.
 sql_str() {
@@ -146,11 +219,75 @@ run_migrations() {
         die "the schema migrations of $database failed (see above): the server is not started"
 }
 
-# A start on an initialised datadir: the pending migrations (none, most of the time) first.
-migrate_at_start() {
-    [[ -d $MIGRATIONS_DIR ]] || return 0
+# The first line of mysql_upgrade_info, reduced to the characters a version string has.
+datadir_version() {
+    [[ -f $DATADIR/mysql_upgrade_info ]] || return 0
+    head -n 1 "$DATADIR/mysql_upgrade_info" | tr -cd 'A-Za-z0-9.+_-'
+}
+
+# mariadb-upgrade when the server's version (X.Y.Z) is not the one that last upgraded the datadir.
+# Through the temporary server, before the migrations: they may rely on the upgraded system tables.
+upgrade_if_needed() {
+    local server from auto backup upgraded stamp
+    server=$(client -e 'SELECT VERSION()') || die "cannot read the server's version from the temporary server"
+    from=$(datadir_version)
+    if [[ -n $from && ${from%%-*} == "${server%%-*}" ]]; then
+        return 0
+    fi
+    from=${from:-unknown}
+    auto=$(env_value AUTO_UPGRADE 1)
+    case ${auto,,} in
+        0 | no | false | off)
+            log "WARNING: the datadir was last upgraded by MariaDB $from (mysql_upgrade_info), the server is $server; MARIADB_AUTO_UPGRADE=$auto: NOT upgrading. Run mariadb-upgrade yourself (docker exec into the container: mariadb-upgrade), after a backup."
+            return 0
+            ;;
+    esac
+    log "MariaDB version change: the datadir was last upgraded by $from (mysql_upgrade_info), the server is $server: backing up the system tables, then running mariadb-upgrade (MARIADB_AUTO_UPGRADE=0 disables this)"
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    # In the volume beside the databases, as a file: a directory there would be a database.
+    backup=$DATADIR/mysql-system-backup-$from-to-${server%%-*}-$stamp.sql
+    (
+        umask 077
+        mariadb-dump --protocol=socket --socket="$INIT_SOCKET" --user=mysql --skip-lock-tables \
+            --databases mysql >"$backup.partial"
+    ) || die "the backup of the system tables failed (see above): not upgrading, the server is not started"
+    # mariadb-dump writes this last line only when it dumped everything.
+    tail -n 1 "$backup.partial" | grep -q '^-- Dump completed' ||
+        die "the backup of the system tables in $backup.partial is incomplete: not upgrading, the server is not started"
+    mv "$backup.partial" "$backup"
+    log "system tables backed up to $backup ($(stat -c %s "$backup") bytes)"
+    # --force: run every step even where mariadb-upgrade judges the datadir recent enough (a missing
+    # or hand-edited mysql_upgrade_info); the steps are idempotent.
+    mariadb-upgrade --protocol=socket --socket="$INIT_SOCKET" --user=mysql --force >&2 ||
+        die "mariadb-upgrade from $from to $server failed (see above): the server is not started. The system tables as they were before are in $backup"
+    upgraded=$(datadir_version)
+    [[ ${upgraded%%-*} == "${server%%-*}" ]] ||
+        die "mariadb-upgrade exited 0 but mysql_upgrade_info holds '${upgraded}', not $server: the server is not started"
+    log "upgrade complete: mysql_upgrade_info holds $upgraded (was $from); backup of the system tables: $backup"
+}
+
+# Root is local only unless MYSQL_ROOT_HOST asks for a remote root: a root@'%' (or any remote root)
+# that an older image created is dropped. The local administrators stay: mysql@localhost through
+# the unix socket (what `docker exec` gets) and root@localhost.
+drop_remote_root() {
+    local hosts h
+    [[ -z $(env_value ROOT_HOST) ]] || return 0
+    hosts=$(client -e "SELECT Host FROM mysql.global_priv WHERE User = 'root' AND Host <> 'localhost'") ||
+        die "cannot list the root accounts"
+    while IFS= read -r h; do
+        [[ -n $h ]] || continue
+        log "dropping the remote root account root@'$h': root is local only (set MYSQL_ROOT_HOST to have a remote root)"
+        client -e "DROP USER 'root'@$(sql_str "$h")" || die "DROP USER 'root'@'$h' failed"
+    done <<<"$hosts"
+}
+
+# A start on an initialised datadir, on one temporary server: the MariaDB version check (and upgrade),
+# the remote root accounts, then the pending migrations (none, most of the time).
+start_initialised() {
     trap on_signal TERM INT
     start_temp_server "$@"
+    upgrade_if_needed
+    drop_remote_root
     run_migrations
     log "stopping the temporary server"
     stop_temp_server
@@ -160,7 +297,7 @@ migrate_at_start() {
 initialise() {
     local root_password root_host database user password privileges healthcheck_password f
     root_password=$(env_value ROOT_PASSWORD)
-    root_host=$(env_value ROOT_HOST %)
+    root_host=$(env_value ROOT_HOST)
     database=$(env_value DATABASE)
     user=$(env_value USER)
     password=$(env_value PASSWORD)
@@ -208,13 +345,15 @@ initialise() {
         # container creation and only yields a warning under skip-name-resolve.
         echo "DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '%');"
         echo "FLUSH PRIVILEGES;"
-        # root: the password (if any) for remote use, plus the unix socket for the OS root (never used here).
+        # root@localhost: the password (if any), or the unix socket for the OS root. No remote root
+        # unless MYSQL_ROOT_HOST asks for one: whoever can `docker exec` administers through the socket
+        # (as mysql@localhost, which mariadb-install-db made for the OS user running it).
         if [[ -n $root_password ]]; then
             echo "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($(sql_str "$root_password"));"
         else
             echo "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');"
         fi
-        if [[ $root_host != localhost ]]; then
+        if [[ -n $root_host && $root_host != localhost ]]; then
             echo "CREATE USER 'root'@$(sql_str "$root_host") IDENTIFIED BY $(sql_str "$root_password");"
             echo "GRANT ALL ON *.* TO 'root'@$(sql_str "$root_host") WITH GRANT OPTION;"
             echo "GRANT PROXY ON ''@'%' TO 'root'@$(sql_str "$root_host") WITH GRANT OPTION;"
@@ -270,7 +409,7 @@ is_empty_dir() { [[ -z $(find "$1" -mindepth 1 -maxdepth 1 ! -name lost+found -p
 
 if [[ -f $MARK_DONE ]]; then
     log "datadir $DATADIR already initialised"
-    migrate_at_start "$@"
+    start_initialised "$@"
 elif [[ -f $MARK_BUSY ]]; then
     die "the datadir $DATADIR holds a half-finished initialisation ($(<"$MARK_BUSY"); the first start crashed, was killed or an init script failed; see the logs of that start). Refusing to start on it. If it holds nothing you need, remove the volume (scripts/deploy.sh --down --purge, or docker volume rm) and start again."
 elif is_empty_dir "$DATADIR"; then
