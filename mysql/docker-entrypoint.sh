@@ -54,7 +54,15 @@
 set -euo pipefail
 
 log() { printf '%s [entrypoint] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# A temporary server still running (a failed upgrade or migration) is shut down cleanly first: the
+# next start then needs no crash recovery.
+die() {
+    log "ERROR: $*"
+    if [[ -n ${TEMP_PID:-} ]]; then
+        stop_temp_server
+    fi
+    exit 1
+}
 
 # `docker run IMAGE --some-option` means mariadbd options.
 if [[ ${1:-} == -* ]]; then
@@ -232,6 +240,12 @@ upgrade_if_needed() {
     server=$(client -e 'SELECT VERSION()') || die "cannot read the server's version from the temporary server"
     from=$(datadir_version)
     if [[ -n $from && ${from%%-*} == "${server%%-*}" ]]; then
+        return 0
+    fi
+    # An older server on a datadir that a newer one upgraded (an image rolled back): mariadb-upgrade
+    # is not a downgrade tool. Within a release series the server reads the datadir as it is.
+    if [[ -n $from && $(printf '%s\n' "${from%%-*}" "${server%%-*}" | sort -V | tail -n 1) == "${from%%-*}" ]]; then
+        log "WARNING: the datadir was last upgraded by MariaDB $from, newer than this server ($server): not running mariadb-upgrade (no downgrade). If the server fails to start, go back to the newer image or restore a dump."
         return 0
     fi
     from=${from:-unknown}

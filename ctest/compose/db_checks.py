@@ -346,6 +346,22 @@ def _run_all(db, state, marker):
     if check("db upgrade: MARIADB_AUTO_UPGRADE=0 logs the version mismatch and leaves the datadir as it is",
              opt_out):
         check("db limits: INNODB_BUFFER_POOL_SIZE=64M wins over the 512m limit", explicit_pool)
+    if "optout" in state:
+        db.stop(state["optout"])
+
+    # --- a failed upgrade: mariadb-upgrade cannot write mysql_upgrade_info (made a directory) ------------
+    def failed_upgrade():
+        db.volume_shell("rm -f /var/lib/mysql/mysql_upgrade_info && mkdir /var/lib/mysql/mysql_upgrade_info")
+        name = db.start("failed")
+        st = wait_for(lambda: (lambda s: None if s["Running"] else s)(
+            json.loads(_docker("inspect", name).stdout)[0]["State"]), START_TIMEOUT)
+        assert st, f"{name} still running {START_TIMEOUT} s after a failed upgrade"
+        text = db.logs(name)
+        assert st["ExitCode"] == 1, f"exit code {st['ExitCode']}: {text[-600:]}"
+        assert re.search(r"ERROR: mariadb-upgrade from .* failed .*the server is not started", text), text[-800:]
+        assert "starting mariadbd" not in text, "the server was started after the failed upgrade"
+
+    check("db upgrade: a failed mariadb-upgrade stops the container (exit 1) with a message", failed_upgrade)
 
 
 def check_running_db(container, docker=_docker):
