@@ -27,7 +27,8 @@
 # `mysql` system schema to $DATADIR/mysql-system-backup-FROM-to-TO-TIME.sql (a file, never a directory:
 # a directory in the datadir is a database), runs mariadb-upgrade against the temporary server and
 # checks that mysql_upgrade_info names the server's version; a failure stops the container (exit 1).
-# MARIADB_AUTO_UPGRADE=0 only logs the mismatch (then run mariadb-upgrade yourself).
+# MARIADB_AUTO_UPGRADE=0 only logs the mismatch (then run mariadb-upgrade yourself). A datadir that a
+# newer server upgraded (the image rolled back) is left as it is, with a warning: no downgrade.
 #
 # Memory: innodb_buffer_pool_size is half the container's memory limit (cgroup v2 memory.max or v1
 # memory.limit_in_bytes), rounded down to 8 MiB, at least 32 MiB, given on mariadbd's command line;
