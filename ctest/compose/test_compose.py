@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
+import db_checks  # noqa: E402 - beside this file
 import restore_checks  # noqa: E402 - beside this file
 from checks import check, log, proc_status, report, tcp_listeners, wait_for  # noqa: E402
 
@@ -261,6 +262,11 @@ def check_db_contract():
 
     check("db: the application account has only SELECT, INSERT, UPDATE, DELETE on its schema", grants)
     check("db: a failed first initialisation is detected and refused on the next start", half_finished)
+    # root local only, the buffer pool from the memory limit, max_connections within the pids limit
+    db_checks.check_running_db(db, docker)
+    # the db image on volumes of its own: the MariaDB pin, mariadb-upgrade on a version change,
+    # no remote root, no password needed after initialisation, limits (ctest/compose/db_checks.py)
+    db_checks.run_all(image, f"{PROJECT}-dbcheck")
 
 
 def netns_probe(container, target, port):
