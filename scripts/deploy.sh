@@ -6,9 +6,10 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/deploy.sh [--no-build] [--timeout SECONDS]
+Usage: scripts/deploy.sh [--no-build] [--no-rollback] [--timeout SECONDS]
+       scripts/deploy.sh --rollback TAG [--timeout SECONDS]
        scripts/deploy.sh --down [--purge]
-       scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--timeout SECONDS]
+       scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--rollback TAG] [--timeout SECONDS]
        scripts/deploy.sh --swarm --down [--purge]
        scripts/deploy.sh --swarm --print-stack
 
@@ -19,8 +20,11 @@ smoke test through the public port passed:
   2. makes sure the base image debian:bookworm-slim exists (docker pull; when no registry answers,
      scripts/build-base-image.sh builds it from the Debian mirror with debootstrap);
   3. creates .env from .env.example when missing, and the missing secrets (scripts/secrets.sh);
-  4. validates the compose file, builds the images;
-  5. with REGISTRY set, tags the images with the version and the git commit and pushes them;
+  4. validates the compose file, builds the images and tags each one also with the commit it was
+     built from, IMAGE_PREFIX-<tier>:<12-hex commit> (from a dirty tree, <commit>-dirty: see
+     "Versions" below);
+  5. with REGISTRY set, tags the images with the version and the git commit and pushes them
+     (refused from a dirty tree: commit first);
   6. when the stack already runs (its db on this machine) and the new db image brings schema
      migrations its database has not applied (mysql/migrations/), backs the database up first
      (scripts/backup.sh, into BACKUP_DIR; the deploy stops if the backup fails): the db applies
@@ -28,12 +32,25 @@ smoke test through the public port passed:
   7. starts the stack (on an existing data volume the db first, and stops with the fix named if
      the database refuses the db_password in SECRETS_DIR: secrets generated again for a volume
      made with others), waits (bounded) until every service is healthy, smoke-tests /status and
-     /items through the public port, prints the URLs and how long it took.
-On failure it prints the failing service's logs and exits non-zero.
+     /items and / through the public port, prints the URLs and how long it took, and records the
+     deployed tag (DEPLOY_STATE_DIR).
+On failure it prints the failing service's logs and exits non-zero. When the failure comes after
+the new containers were started (compose up, the health wait or the smoke test), it first rolls
+back by itself to the tag that was deployed before (once: a failed rollback is reported, never
+retried) and says "rolled back to TAG"; with no earlier deployment recorded, it stops there.
 
   --down          stop and remove the stack's containers and networks (the data volume stays)
   --purge         with --down: also remove the data volume (every item is lost)
   --no-build      start with the images already built
+  --rollback TAG  redeploy the images IMAGE_PREFIX-{front,api,db}:TAG built earlier (no build, no
+                  backup): they must all three exist (else the tags that do are listed); IMAGE_TAG
+                  (latest) is moved to them, so that a later plain `docker compose up -d` here
+                  keeps them; then the start, health wait and smoke test as above, and how long it
+                  took. Schema: migrations only expand, and an older db image leaves a newer schema
+                  as it is (mysql/migrate.sh): the older workers run on it. To undo a migration the
+                  older release cannot run on, restore the dump the deploy took before migrating
+                  (BACKUP_DIR; scripts/restore.sh) once the rollback is up.
+  --no-rollback   on a failed deploy, leave the failed containers in place (to inspect them)
   --no-backup     skip step 6 (the backup before migrations)
   --timeout SECS  how long to wait for the services to be healthy (default 300)
   --help          this text
@@ -53,12 +70,25 @@ Docker Swarm (docs/scaling.md):
   The compose deployment and the stack use the same data volume name (<name>_db-data) when
   COMPOSE_PROJECT_NAME and STACK_NAME are equal: each refuses to start while the other runs.
 
+Versions: a build is tagged with HEAD's commit (12 hex digits) when `git status --porcelain` is
+empty, else <commit>-dirty: modified, staged or deleted tracked files and untracked files that
+.gitignore does not exclude all count (an untracked file can enter an image through a COPY), so a
+bare commit tag always means "built from exactly that commit". A later dirty build replaces the
+-dirty tag. The deployed tag of each compose project is appended to
+DEPLOY_STATE_DIR/<COMPOSE_PROJECT_NAME>.log (default /var/lib/items/deploy as root, else
+~/.local/state/items/deploy): "UTC-time tag event front-id api-id db-id". The tag to roll back to
+is read from the running containers' images (the commit tags they carry), or that log when the
+stack is down.
+
 Environment (also read from .env): HTTP_PORT (80), HTTP_BIND (0.0.0.0), REGISTRY (unset: no push),
 IMAGE_PREFIX (items), IMAGE_TAG (latest), SECRETS_DIR (./secrets), COMPOSE_PROJECT_NAME (items),
-COMPOSE_IMPL (docker-compose or docker-compose-plugin: force one compose implementation).
+COMPOSE_IMPL (docker-compose or docker-compose-plugin: force one compose implementation),
+DEPLOY_STATE_DIR (see above), BACKUP_DIR (see scripts/backup.sh).
 Swarm: STACK_NAME (items), API_REPLICAS (3), ENDPOINT_MODE (dnsrr), PUBLISH_MODE (host) and the
 other knobs listed at the top of compose.swarm.yaml; SWARM_ADVERTISE_ADDR (for --init-swarm).
 With REGISTRY set, the stack runs the pushed images REGISTRY/items-<tier>:<git commit>.
+--swarm --rollback TAG deploys the stack with IMAGE_TAG=TAG (REGISTRY/items-<tier>:TAG with REGISTRY
+set, which is not checked from here: the nodes pull it), a rolling update like any other.
 Works with `docker compose` (v2) and `docker-compose` (1.29).
 EOF
 }
@@ -70,6 +100,8 @@ backup=1
 timeout=300
 swarm=0
 init_swarm=0
+rollback_tag=
+auto_rollback=1
 while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
@@ -80,6 +112,8 @@ while (($#)); do
         --print-stack) action=print-stack; swarm=1 ;;
         --no-build) build=0 ;;
         --no-backup) backup=0 ;;
+        --rollback) rollback_tag=${2:?--rollback needs a tag}; shift ;;
+        --no-rollback) auto_rollback=0 ;;
         --timeout) timeout=${2:?--timeout needs a value}; shift ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -89,6 +123,13 @@ done
 if ((purge)) && [[ $action != down ]]; then
     echo "--purge goes with --down" >&2
     exit 2
+fi
+if [[ -n $rollback_tag ]]; then
+    [[ $action == up ]] || { echo "--rollback goes with a deploy (not --down or --print-stack)" >&2; exit 2; }
+    # Docker's tag grammar: what `docker tag` would take.
+    [[ $rollback_tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || { echo "--rollback: not an image tag: $rollback_tag" >&2; exit 2; }
+    build=0
+    backup=0 # the older db image applies no migration: there is nothing to back up before
 fi
 if ((init_swarm)) && { ((!swarm)) || [[ $action != up ]]; }; then
     echo "--init-swarm goes with --swarm (to deploy)" >&2
@@ -101,6 +142,105 @@ cd "$DK_ROOT"
 start=$SECONDS
 
 log() { printf '[deploy] %s\n' "$*" >&2; }
+
+# ---- Versions: commit tags and the record of what is deployed ------------------------------------
+
+# The tag a build of this checkout gets: HEAD's commit, 12 hex digits, or <commit>-dirty when
+# anything differs from it (untracked files that .gitignore does not exclude included: a COPY can
+# take them into an image). Empty outside a git checkout.
+commit_tag() {
+    local head
+    head=$(git -C "$DK_ROOT" rev-parse --verify -q HEAD 2>/dev/null) || return 0
+    if [[ -n $(git -C "$DK_ROOT" status --porcelain 2>/dev/null) ]]; then
+        printf '%s-dirty' "${head:0:12}"
+    else
+        printf '%s' "${head:0:12}"
+    fi
+}
+is_commit_tag() { [[ $1 =~ ^[0-9a-f]{12}(-dirty)?$ ]]; }
+
+# The image ID of IMAGE ('' when there is none).
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# The tags under which all three tiers' images exist, one a line, newest first.
+complete_tags() {
+    local prefix=$1 tag
+    while read -r tag; do
+        [[ -n $tag && $tag != '<none>' ]] || continue
+        [[ -n $(image_id "$prefix-api:$tag") && -n $(image_id "$prefix-db:$tag") ]] && printf '%s\n' "$tag"
+    done < <(docker images --format '{{.Tag}}' "$prefix-front")
+}
+
+# The commit tags whose three images are the images FRONT_ID API_ID DB_ID, one a line.
+tags_of_images() {
+    local prefix=$1 front=$2 api=$3 db=$4 tag
+    while read -r tag; do
+        is_commit_tag "$tag" || continue
+        [[ $(image_id "$prefix-front:$tag") == "$front" && $(image_id "$prefix-api:$tag") == "$api" &&
+            $(image_id "$prefix-db:$tag") == "$db" ]] && printf '%s\n' "$tag"
+    done < <(docker images --format '{{.Tag}}' "$prefix-front")
+}
+
+state_dir() {
+    local dir
+    dir=$(dk_setting DEPLOY_STATE_DIR)
+    if [[ -z $dir ]]; then
+        if [[ $(id -u) -eq 0 ]]; then dir=/var/lib/items/deploy; else dir=${XDG_STATE_HOME:-$HOME/.local/state}/items/deploy; fi
+    fi
+    printf '%s' "$dir"
+}
+state_file() { printf '%s/%s.log' "$(state_dir)" "$project"; }
+
+# record_deploy TAG EVENT: one line "UTC-time TAG EVENT front-id api-id db-id" for the running
+# containers (the history of the project's deployments; its last line is what runs).
+record_deploy() {
+    local tag=$1 event=$2 file ids=() svc c
+    file=$(state_file)
+    for svc in front api db; do
+        c=$(dk_cid "$svc")
+        ids+=("$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null || echo none)")
+    done
+    if mkdir -p "$(dirname "$file")"; then chmod 0700 "$(dirname "$file")" 2>/dev/null || true; fi
+    printf '%s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$tag" "$event" "${ids[*]}" >>"$file" ||
+        log "could not record the deployment in $file"
+}
+
+# The tag of what is deployed now (before this run changes anything): the commit tag the running
+# containers' images carry (the one last recorded when several do: same images, built twice); when
+# the stack is not running, the last tag recorded in the state file whose images still exist.
+deployed_tag() {
+    local prefix=$1 ids=() svc c tags last
+    for svc in front api db; do
+        c=$(dk_cid "$svc")
+        [[ -n $c ]] || { ids=(); break; }
+        ids+=("$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null)")
+    done
+    last=$(awk '{ t = $2 } END { print t }' "$(state_file)" 2>/dev/null || true)
+    if ((${#ids[@]} == 3)); then
+        tags=$(tags_of_images "$prefix" "${ids[@]}")
+        if [[ -n $last ]] && grep -qxF -- "$last" <<<"$tags"; then
+            printf '%s' "$last"
+        else
+            head -n1 <<<"$tags"
+        fi
+        return 0
+    fi
+    if [[ -n $last && -n $(image_id "$prefix-front:$last") && -n $(image_id "$prefix-api:$last") &&
+        -n $(image_id "$prefix-db:$last") ]]; then
+        printf '%s' "$last"
+    fi
+}
+
+# point_image_tag TAG: IMAGE_PREFIX-<tier>:IMAGE_TAG (what compose.yaml names, so what a plain
+# `docker compose up -d` here runs) becomes the images of TAG.
+point_image_tag() {
+    local tag=$1 tier
+    [[ $tag == "$image_tag" ]] && return 0
+    for tier in front api db; do
+        docker tag "$prefix-$tier:$tag" "$prefix-$tier:$image_tag" || return 1
+    done
+    log "$prefix-{front,api,db}:$image_tag now name the images of $tag"
+}
 
 
 stack=$(dk_setting STACK_NAME items)
@@ -182,8 +322,42 @@ elif dk_stack_exists "$stack"; then
     dk_die "the swarm stack '$stack' is running (same port and data volume): remove it first with scripts/deploy.sh --swarm --down"
 fi
 
-# 2. Base image.
-dk_ensure_base_image
+prefix=$(dk_setting IMAGE_PREFIX items)
+image_tag=$(dk_setting IMAGE_TAG latest)
+registry=$(dk_setting REGISTRY)
+commit=$(commit_tag)
+if [[ -n $rollback_tag ]]; then
+    # Nothing to build or push: the images of the tag must be here (or, with REGISTRY under
+    # --swarm, in the registry, where the nodes pull them).
+    if [[ -z $registry ]] || ((!swarm)); then
+        missing=()
+        for tier in front api db; do
+            [[ -n $(image_id "$prefix-$tier:$rollback_tag") ]] || missing+=("$prefix-$tier:$rollback_tag")
+        done
+        if ((${#missing[@]})); then
+            tags=$(complete_tags "$prefix" | tr '\n' ' ')
+            dk_die "no image ${missing[*]}: nothing changed. Tags with all three images ($prefix-{front,api,db}): ${tags:-none}"
+        fi
+    fi
+else
+    if [[ -n $registry && $commit == *-dirty ]]; then
+        dk_die "REGISTRY is set and the checkout has uncommitted changes (git status): images pushed under a commit tag must be built from that commit exactly. Commit first (or unset REGISTRY to deploy the local build only)."
+    fi
+    if ((build)) && is_commit_tag "$image_tag" && [[ $image_tag != "$commit" ]]; then
+        dk_die "IMAGE_TAG=$image_tag names another commit than this checkout's ($commit): a build would give its name to other images. To run that commit's images: scripts/deploy.sh --rollback $image_tag"
+    fi
+fi
+# What runs before this deploy: the automatic rollback goes back to it.
+previous=
+if ((!swarm)); then
+    previous=$(deployed_tag "$prefix")
+    log "deployed now: ${previous:-nothing with a commit tag}"
+fi
+
+# 2. Base image (only what builds needs it).
+if [[ -z $rollback_tag ]]; then
+    dk_ensure_base_image
+fi
 
 # 3. Configuration and secrets.
 if [[ ! -f .env ]]; then
@@ -213,18 +387,37 @@ if ((build)); then
         dk_compose build >&2
     fi
     log "images built in $((SECONDS - build_start)) s"
+    # Each build also under the commit it was built from: the name --rollback finds it by later.
+    if [[ -n $commit ]]; then
+        for tier in front api db; do
+            docker tag "$prefix-$tier:$image_tag" "$prefix-$tier:$commit" || dk_die "could not tag $prefix-$tier:$commit"
+        done
+        log "tagged $prefix-{front,api,db}:$commit"
+    else
+        log "not a git checkout: the images get no commit tag (no --rollback to them later)"
+    fi
+fi
+# The tag this run deploys: the build's, else a commit tag the IMAGE_TAG images carry.
+if [[ -n $rollback_tag ]]; then
+    deploying=$rollback_tag
+elif ((build)) && [[ -n $commit ]]; then
+    deploying=$commit
+else
+    deploying=$(tags_of_images "$prefix" "$(image_id "$prefix-front:$image_tag")" \
+        "$(image_id "$prefix-api:$image_tag")" "$(image_id "$prefix-db:$image_tag")" | head -n1)
+    deploying=${deploying:-$image_tag}
 fi
 
 # 5. Push.
-registry=$(dk_setting REGISTRY)
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo nocommit)
-if [[ -n $registry ]]; then
+if [[ -n $registry && -z $rollback_tag ]]; then
+    [[ -n $commit ]] || dk_die "REGISTRY is set but this is not a git checkout: no commit to tag the pushed images with"
     version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -n1)
-    prefix=$(dk_setting IMAGE_PREFIX items)
-    tag=$(dk_setting IMAGE_TAG latest)
     for tier in front api db; do
+        # --no-build: only images built from this commit go out under its name.
+        [[ $(image_id "$prefix-$tier:$image_tag") == "$(image_id "$prefix-$tier:$commit")" ]] ||
+            dk_die "$prefix-$tier:$image_tag was not built from this checkout ($commit): deploy without --no-build to build and push it"
         for t in "${version:-0}" "$commit"; do
-            docker tag "$prefix-$tier:$tag" "${registry%/}/items-$tier:$t"
+            docker tag "$prefix-$tier:$image_tag" "${registry%/}/items-$tier:$t"
             log "pushing ${registry%/}/items-$tier:$t"
             docker push "${registry%/}/items-$tier:$t" >&2 || dk_die "push of ${registry%/}/items-$tier:$t failed"
         done
@@ -306,9 +499,16 @@ if ((swarm)); then
     trap 'rm -f "$stack_file"' EXIT
     deploy_opts=(--prune)
     if [[ -n $registry ]]; then
-        # The images just pushed, by their immutable tag: every node pulls the same ones.
-        export IMAGE_PREFIX="${registry%/}/items" IMAGE_TAG="$commit"
+        # The images just pushed (or the earlier ones rolled back to), by their immutable tag:
+        # every node pulls the same ones.
+        export IMAGE_PREFIX="${registry%/}/items" IMAGE_TAG="${rollback_tag:-$commit}"
         deploy_opts+=(--with-registry-auth --resolve-image always)
+    elif [[ -n $rollback_tag ]]; then
+        # The service specs must name another image for Swarm to roll the tasks (the same name
+        # moved to other images is no change to it); IMAGE_TAG moves too, for later --no-build.
+        point_image_tag "$rollback_tag" || dk_die "could not tag the images of $rollback_tag as $image_tag"
+        export IMAGE_TAG="$rollback_tag"
+        deploy_opts+=(--resolve-image never)
     else
         # Local images: nothing to resolve (a multi-node swarm needs REGISTRY: docs/scaling.md).
         deploy_opts+=(--resolve-image never)
@@ -334,7 +534,7 @@ if ((swarm)); then
     smoke /status '"database_connection":"OK"' || swarm_failed "${stack}_api" "/status through the published port"
     smoke /items '^\[' || swarm_failed "${stack}_api" "/items through the published port"
     cat >&2 <<EOF
-[deploy] the stack $stack is up: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
+[deploy] the stack $stack is up${rollback_tag:+, rolled back to $rollback_tag}: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(dk_setting PUBLISH_MODE host) mode)
 [deploy]   API     $base/status   $base/items
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
@@ -344,26 +544,21 @@ EOF
 fi
 
 # 7. Start, wait, smoke test.
-failed() {
-    local svc=${1:-}
+# The failure's evidence: compose ps and the failing service's (or every service's) last logs.
+show_failure() {
+    local svc=${1:-} s
     log "FAILED: $2"
     dk_compose ps >&2 || true
     for s in ${svc:-db api front}; do
         log "---- logs of $s (last 80 lines) ----"
         dk_compose logs --no-color --tail=80 "$s" >&2 || true
     done
+}
+failed() {
+    show_failure "$@"
     exit 1
 }
 
-# A container in a restart loop (a db that refused a migration, say) cannot be replaced while the
-# engine is restarting it ("container is restarting"): stop it, so that up recreates it.
-for svc in db api front; do
-    cid=$(dk_cid "$svc")
-    if [[ -n $cid && $(docker inspect -f '{{.State.Restarting}}' "$cid" 2>/dev/null) == true ]]; then
-        log "$svc is restarting in a loop: stopping it before the deploy replaces it"
-        docker stop -t 10 "$cid" >/dev/null 2>&1 || true
-    fi
-done
 # A data volume keeps the passwords of its first start: with other secrets (a new checkout, a
 # deleted ./secrets that secrets.sh generated again) the api would loop on "Access denied". So on
 # an existing volume the db starts first, and the application's password is tried on it before
@@ -384,30 +579,87 @@ db_accepts_secret() {
     [[ $out != *"Access denied"* ]] || return 1
     log "could not check the database password: ${out##*$'\n'}"
 }
-if docker volume inspect "${project}_db-data" >/dev/null 2>&1; then
-    log "starting the db on its existing volume ${project}_db-data"
-    dk_compose up -d db >&2 || failed db "compose up db failed"
-    dk_wait_healthy "$timeout" db || failed db "service db is not healthy"
-    db_accepts_secret ||
-        dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(dk_setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(dk_setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
-fi
-log "starting the stack"
-dk_compose up -d --remove-orphans >&2 || failed "" "compose up failed"
-if ! dk_wait_healthy "$timeout" db api front; then
-    failed "$DK_FAILED" "service ${DK_FAILED:-?} is not healthy"
-fi
-healthy_after=$((SECONDS - start))
 
-smoke /status '"database_connection":"OK"' || failed "api" "/status through the public port"
-smoke /items '^\[' || failed "api" "/items through the public port"
+# start_stack: up, the health wait, the smoke test. 0 when all passed; 1 with FAIL_SVC and FAIL_WHY
+# set when a step after the containers were replaced failed (what a rollback can mend). A database
+# refusing the secrets stops the deploy at once: other images would not change that.
+FAIL_SVC=
+FAIL_WHY=
+start_stack() {
+    local svc cid
+    FAIL_SVC=''
+    FAIL_WHY=''
+    # A container in a restart loop (a db that refused a migration, say) cannot be replaced while
+    # the engine is restarting it ("container is restarting"): stop it, so that up recreates it.
+    for svc in db api front; do
+        cid=$(dk_cid "$svc")
+        if [[ -n $cid && $(docker inspect -f '{{.State.Restarting}}' "$cid" 2>/dev/null) == true ]]; then
+            log "$svc is restarting in a loop: stopping it before the deploy replaces it"
+            docker stop -t 10 "$cid" >/dev/null 2>&1 || true
+        fi
+    done
+    if docker volume inspect "${project}_db-data" >/dev/null 2>&1; then
+        log "starting the db on its existing volume ${project}_db-data"
+        dk_compose up -d db >&2 || { FAIL_SVC=db FAIL_WHY="compose up db failed"; return 1; }
+        dk_wait_healthy "$timeout" db || { FAIL_SVC=db FAIL_WHY="service db is not healthy"; return 1; }
+        db_accepts_secret ||
+            dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(dk_setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(dk_setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
+    fi
+    log "starting the stack"
+    dk_compose up -d --remove-orphans >&2 || { FAIL_WHY="compose up failed"; return 1; }
+    if ! dk_wait_healthy "$timeout" db api front; then
+        FAIL_SVC=$DK_FAILED FAIL_WHY="service ${DK_FAILED:-?} is not healthy"
+        return 1
+    fi
+    healthy_after=$((SECONDS - start))
+    smoke /status '"database_connection":"OK"' || { FAIL_SVC=api FAIL_WHY="/status through the public port"; return 1; }
+    smoke /items '^\[' || { FAIL_SVC=api FAIL_WHY="/items through the public port"; return 1; }
+    smoke / '<html' || { FAIL_SVC=front FAIL_WHY="the page / through the public port"; return 1; }
+}
+
+if [[ -n $rollback_tag ]]; then
+    log "rolling back to $rollback_tag (deployed now: ${previous:-unknown})"
+    point_image_tag "$rollback_tag" || dk_die "could not tag the images of $rollback_tag as $image_tag"
+fi
+if ! start_stack; then
+    show_failure "$FAIL_SVC" "$FAIL_WHY"
+    # One automatic rollback, to what ran before, never from a rollback (no loop): a failed
+    # --rollback is reported as it is.
+    if [[ -n $rollback_tag ]]; then
+        dk_die "the rollback to $rollback_tag failed ($FAIL_WHY) after $((SECONDS - start)) s"
+    fi
+    if ((!auto_rollback)); then
+        dk_die "deploy of ${deploying:-?} failed ($FAIL_WHY); left as it is (--no-rollback)"
+    fi
+    if [[ -z $previous ]]; then
+        dk_die "deploy of ${deploying:-?} failed ($FAIL_WHY); no earlier deployment with a commit tag to roll back to"
+    fi
+    if [[ $previous == "$deploying" ]]; then
+        dk_die "deploy of ${deploying:-?} failed ($FAIL_WHY); the deployment before ran the same images: nothing to roll back to"
+    fi
+    failed_at=$SECONDS
+    log "deploy of $deploying failed ($FAIL_WHY): rolling back to $previous"
+    point_image_tag "$previous" || dk_die "deploy of $deploying failed ($FAIL_WHY); could not tag $previous as $image_tag to roll back"
+    if start_stack; then
+        record_deploy "$previous" auto-rollback
+        dk_die "deploy of $deploying failed ($FAIL_WHY); rolled back to $previous: serving again, healthy and smoke-tested, $((SECONDS - failed_at)) s after the failure"
+    fi
+    show_failure "$FAIL_SVC" "$FAIL_WHY"
+    dk_die "deploy of $deploying failed, and the rollback to $previous failed too ($FAIL_WHY): see the logs above"
+fi
+record_deploy "$deploying" "$([[ -n $rollback_tag ]] && echo rollback || echo deploy)"
 
 bind=$(dk_setting HTTP_BIND 0.0.0.0)
 host=$bind
 [[ $host == 0.0.0.0 ]] && host=$(hostname -I 2>/dev/null | awk '{print $1}')
+if [[ -n $rollback_tag ]]; then
+    log "rolled back to $rollback_tag in $((SECONDS - start)) s (healthy after ${healthy_after} s; was: ${previous:-unknown})"
+fi
 cat >&2 <<EOF
-[deploy] the stack is up: healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
+[deploy] the stack is up: $deploying, healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)
 [deploy]   API     $base/status   $base/items
 [deploy]   token   $(cd "$DK_ROOT" && dirname "$(dk_setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
+[deploy]   back    scripts/deploy.sh --rollback ${previous:-TAG}   (deployed before: ${previous:-none recorded}; history: $(state_file))
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF
