@@ -8,6 +8,7 @@ usage() {
     cat <<'EOF'
 Usage: scripts/deploy.sh [--no-build] [--no-rollback] [--timeout SECONDS]
        scripts/deploy.sh --rollback TAG [--timeout SECONDS]
+       scripts/deploy.sh --build-only
        scripts/deploy.sh --down [--purge]
        scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--rollback TAG] [--timeout SECONDS]
        scripts/deploy.sh --swarm --down [--purge]
@@ -51,6 +52,8 @@ retried) and says "rolled back to TAG"; with no earlier deployment recorded, it 
                   older release cannot run on, restore the dump the deploy took before migrating
                   (BACKUP_DIR; scripts/restore.sh) once the rollback is up.
   --no-rollback   on a failed deploy, leave the failed containers in place (to inspect them)
+  --build-only    steps 1-5 only: build the images as IMAGE_PREFIX-<tier>:<commit tag> (IMAGE_TAG,
+                  what runs, is left alone), push them with REGISTRY set, and deploy nothing
   --no-backup     skip step 6 (the backup before migrations)
   --timeout SECS  how long to wait for the services to be healthy (default 300)
   --help          this text
@@ -102,6 +105,7 @@ swarm=0
 init_swarm=0
 rollback_tag=
 auto_rollback=1
+build_only=0
 while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
@@ -114,6 +118,7 @@ while (($#)); do
         --no-backup) backup=0 ;;
         --rollback) rollback_tag=${2:?--rollback needs a tag}; shift ;;
         --no-rollback) auto_rollback=0 ;;
+        --build-only) build_only=1 ;;
         --timeout) timeout=${2:?--timeout needs a value}; shift ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -130,6 +135,10 @@ if [[ -n $rollback_tag ]]; then
     [[ $rollback_tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || { echo "--rollback: not an image tag: $rollback_tag" >&2; exit 2; }
     build=0
     backup=0 # the older db image applies no migration: there is nothing to back up before
+fi
+if ((build_only)) && { [[ $action != up || -n $rollback_tag ]] || ((!build)); }; then
+    echo "--build-only goes alone (not with --down, --rollback or --no-build)" >&2
+    exit 2
 fi
 if ((init_swarm)) && { ((!swarm)) || [[ $action != up ]]; }; then
     echo "--init-swarm goes with --swarm (to deploy)" >&2
@@ -347,9 +356,15 @@ else
         dk_die "IMAGE_TAG=$image_tag names another commit than this checkout's ($commit): a build would give its name to other images. To run that commit's images: scripts/deploy.sh --rollback $image_tag"
     fi
 fi
+if ((build_only)); then
+    [[ -n $commit ]] || dk_die "--build-only names the images by their commit: this is not a git checkout"
+    # compose builds what compose.yaml names: that name, for this run, is the commit's.
+    image_tag=$commit
+    export IMAGE_TAG=$commit
+fi
 # What runs before this deploy: the automatic rollback goes back to it.
 previous=
-if ((!swarm)); then
+if ((!swarm && !build_only)); then
     previous=$(deployed_tag "$prefix")
     log "deployed now: ${previous:-nothing with a commit tag}"
 fi
@@ -388,7 +403,7 @@ if ((build)); then
     fi
     log "images built in $((SECONDS - build_start)) s"
     # Each build also under the commit it was built from: the name --rollback finds it by later.
-    if [[ -n $commit ]]; then
+    if [[ -n $commit && $image_tag != "$commit" ]]; then
         for tier in front api db; do
             docker tag "$prefix-$tier:$image_tag" "$prefix-$tier:$commit" || dk_die "could not tag $prefix-$tier:$commit"
         done
@@ -422,6 +437,11 @@ if [[ -n $registry && -z $rollback_tag ]]; then
             docker push "${registry%/}/items-$tier:$t" >&2 || dk_die "push of ${registry%/}/items-$tier:$t failed"
         done
     done
+fi
+
+if ((build_only)); then
+    log "built $prefix-{front,api,db}:$commit in $((SECONDS - start)) s; nothing deployed (IMAGE_TAG untouched)"
+    exit 0
 fi
 
 port=$(dk_setting HTTP_PORT 80)
