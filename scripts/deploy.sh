@@ -658,14 +658,15 @@ if ! start_stack; then
         dk_die "deploy of ${deploying:-?} failed ($FAIL_WHY); the deployment before ran the same images: nothing to roll back to"
     fi
     failed_at=$SECONDS
-    log "deploy of $deploying failed ($FAIL_WHY): rolling back to $previous"
-    point_image_tag "$previous" || dk_die "deploy of $deploying failed ($FAIL_WHY); could not tag $previous as $image_tag to roll back"
+    why=$FAIL_WHY
+    log "deploy of $deploying failed ($why): rolling back to $previous"
+    point_image_tag "$previous" || dk_die "deploy of $deploying failed ($why); could not tag $previous as $image_tag to roll back"
     if start_stack; then
         record_deploy "$previous" auto-rollback
-        dk_die "deploy of $deploying failed ($FAIL_WHY); rolled back to $previous: serving again, healthy and smoke-tested, $((SECONDS - failed_at)) s after the failure"
+        dk_die "deploy of $deploying failed ($why); rolled back to $previous: serving again, healthy and smoke-tested, $((SECONDS - failed_at)) s after the failure"
     fi
     show_failure "$FAIL_SVC" "$FAIL_WHY"
-    dk_die "deploy of $deploying failed, and the rollback to $previous failed too ($FAIL_WHY): see the logs above"
+    dk_die "deploy of $deploying failed ($why), and the rollback to $previous failed too ($FAIL_WHY): see the logs above"
 fi
 record_deploy "$deploying" "$([[ -n $rollback_tag ]] && echo rollback || echo deploy)"
 

@@ -12,7 +12,7 @@ here uses the same); ctx["port"]: the stack's port on 127.0.0.1.
 In a temporary `git clone` of the checkout:
   1. the deployed stack's images carry A's commit tag (IMAGE_PREFIX-<tier>:<12 hex>);
   2. commit B (a marker in nginx/html/index.html) is deployed from the clone: the page has it;
-  3. `deploy.sh --rollback A` from the checkout, under a bounded background load of GET /status
+  3. `deploy.sh --rollback A` from the clone (an operator's one checkout), under a bounded background load of GET /status
      and GET / on 127.0.0.1: A serves again (no marker), nothing was built, IMAGE_TAG names A's
      images (a plain `docker compose up -d` keeps A); the time it took and the requests that
      failed are reported ("# ..." lines), and no answer was a 5xx;
@@ -114,6 +114,14 @@ def deploy(c, checkout, *args, check_rc=True):
 def image_id(c, tier, tag):
     proc = run(c, ["docker", "image", "inspect", "-f", "{{.Id}}", f"{c.prefix}-{tier}:{tag}"], check_rc=False)
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def prefix_images(c):
+    """The IDs of every IMAGE_PREFIX-<tier> image (other projects build on the same engine)."""
+    ids = set()
+    for tier in TIERS:
+        ids.update(run(c, ["docker", "images", "-q", "--no-trunc", f"{c.prefix}-{tier}"]).stdout.split())
+    return ids
 
 
 def running_images(c):
@@ -233,10 +241,13 @@ def check_deploy_b(c, marker):
 
 
 def check_rollback_to_a(c, marker):
-    before = set(run(c, ["docker", "images", "-q", "--no-trunc"]).stdout.split())
+    before = prefix_images(c)
     with Load(c.port) as load:
         time.sleep(1)  # a few requests before, as a baseline
-        proc = deploy(c, c.repo, "--rollback", c.tag_a, check_rc=False)
+        # From the checkout B was deployed from, as an operator with one checkout would: compose
+        # then recreates only the tiers whose image changes (from another directory it recreates
+        # all three: the build contexts' paths are part of each service's configuration).
+        proc = deploy(c, c.clone, "--rollback", c.tag_a, check_rc=False)
         time.sleep(1)
     s = load.summary()
     c.figure(f"deploy.sh --rollback {c.tag_a}: exit {proc.returncode} in {proc.seconds:.1f} s; background load "
@@ -246,8 +257,8 @@ def check_rollback_to_a(c, marker):
     m = re.search(r"rolled back to \S+ in (\d+) s", proc.stderr)
     assert m, "deploy.sh did not print how long the rollback took"
     assert "building the images" not in proc.stderr and "Step 1/" not in proc.stdout + proc.stderr, "--rollback built images"
-    after = set(run(c, ["docker", "images", "-q", "--no-trunc"]).stdout.split())
-    assert after <= before, f"new images appeared during --rollback: {sorted(after - before)[:3]}"
+    after = prefix_images(c)
+    assert after <= before, f"new {c.prefix}-* images appeared during --rollback: {sorted(after - before)[:3]}"
     serves(c, marker_absent=marker)
     running = running_images(c)
     for tier in TIERS:
