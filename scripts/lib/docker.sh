@@ -9,7 +9,8 @@
 #                                  and exit 77 (skipped)
 #   dk_detect_compose              sets the array COMPOSE to `docker compose` (v2) or `docker-compose` (1.29)
 #   dk_compose ARGS...             runs compose with the project's file and name
-#   dk_ensure_base_image           makes sure debian:bookworm-slim exists: pull, else build it offline
+#   dk_ensure_base_image           makes sure debian:bookworm-slim exists: pull (by the digest in
+#                                  scripts/base-image.lock when it has one), else build it offline
 #   dk_wait_healthy TIMEOUT SVC... waits (bounded, polling) until every service's container is healthy
 #   dk_swarm_state                 inactive | manager | worker | pending | error (this engine's swarm role)
 #   dk_swarm_init                  creates a single-node swarm (SWARM_ADVERTISE_ADDR, default 127.0.0.1)
@@ -173,14 +174,37 @@ dk_compose() {
 # The container id of a compose service ('' when it has none).
 dk_cid() { dk_compose ps -q "$1" 2>/dev/null | head -n1; }
 
+# The base image, pinned by scripts/base-image.lock (BASE_IMAGE_LOCK): its image= is the ID of the
+# reproducible offline build (scripts/build-base-image.sh), its pull= (when filled in) the official
+# image by digest. Present: said whether it is the pinned one (a mismatch is logged, not fatal: an
+# image pulled by tag is legitimate, only not pinned). Missing: pull= by digest, else by tag, else
+# the offline build, which fails on drift from the lock.
 dk_ensure_base_image() {
-    if docker image inspect "$DK_BASE_IMAGE" >/dev/null 2>&1; then
-        dk_log "base image $DK_BASE_IMAGE present"
+    local lock=${BASE_IMAGE_LOCK:-$DK_ROOT/scripts/base-image.lock} pull='' want='' have
+    if [[ -r $lock && $DK_BASE_IMAGE == debian:bookworm-slim ]]; then
+        pull=$(sed -n 's/^pull=//p' "$lock" | head -n1)
+        want=$(sed -n 's/^image=//p' "$lock" | head -n1)
+    fi
+    if have=$(docker image inspect -f '{{.Id}}' "$DK_BASE_IMAGE" 2>/dev/null); then
+        if [[ -n $want && $have == "$want" ]]; then
+            dk_log "base image $DK_BASE_IMAGE present: the build $lock pins"
+        elif [[ -n $pull ]] && docker image inspect -f '{{range .RepoDigests}}{{.}} {{end}}' "$DK_BASE_IMAGE" | grep -qF "${pull#*@}"; then
+            dk_log "base image $DK_BASE_IMAGE present: the pull $lock pins"
+        else
+            dk_log "base image $DK_BASE_IMAGE present (${have:7:12}), not the one ${lock##*/} pins${want:+ (${want:7:12})}: pulled by tag or built from another mirror state (scripts/build-base-image.sh --check; --force rebuilds it)"
+        fi
         return 0
     fi
-    dk_log "pulling $DK_BASE_IMAGE"
-    if timeout 120 docker pull "$DK_BASE_IMAGE" >&2; then
-        return 0
+    if [[ -n $pull ]]; then
+        dk_log "pulling $pull (pinned by $lock)"
+        if timeout 120 docker pull "$pull" >&2 && docker tag "$pull" "$DK_BASE_IMAGE"; then
+            return 0
+        fi
+    else
+        dk_log "pulling $DK_BASE_IMAGE (by tag: ${lock##*/} pins no pull digest)"
+        if timeout 120 docker pull "$DK_BASE_IMAGE" >&2; then
+            return 0
+        fi
     fi
     dk_log "pull failed (no registry reachable?): building $DK_BASE_IMAGE from the Debian mirror"
     "$DK_ROOT/scripts/build-base-image.sh"
