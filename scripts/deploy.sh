@@ -18,8 +18,10 @@ Deploys the three-tier stack (compose.yaml) and returns once every service is he
 smoke test through the public port passed:
   1. checks prerequisites; as root on Debian, installs the Docker engine and compose from Debian's
      packages (docker.io, docker-compose) and starts the daemon when none runs;
-  2. makes sure the base image debian:bookworm-slim exists (docker pull; when no registry answers,
-     scripts/build-base-image.sh builds it from the Debian mirror with debootstrap);
+  2. makes sure the base image debian:bookworm-slim exists (docker pull, by the digest that
+     scripts/base-image.lock records when it has one; when no registry answers,
+     scripts/build-base-image.sh builds it from the Debian mirror with debootstrap, reproducibly,
+     and checks it against that lock: the same package versions, the same layer digest);
   3. creates .env from .env.example when missing, and the missing secrets (scripts/secrets.sh);
   4. validates the compose file, builds the images and tags each one also with the commit it was
      built from, IMAGE_PREFIX-<tier>:<12-hex commit> (from a dirty tree, <commit>-dirty: see
@@ -35,10 +37,12 @@ smoke test through the public port passed:
      made with others), waits (bounded) until every service is healthy, smoke-tests /status and
      /items and / through the public port, prints the URLs and how long it took, and records the
      deployed tag (DEPLOY_STATE_DIR).
-On failure it prints the failing service's logs and exits non-zero. When the failure comes after
-the new containers were started (compose up, the health wait or the smoke test), it first rolls
-back by itself to the tag that was deployed before (once: a failed rollback is reported, never
-retried) and says "rolled back to TAG"; with no earlier deployment recorded, it stops there.
+On failure it prints the failing service's logs and exits non-zero. Compose only: when the
+failure comes after the new containers were started (compose up, the health wait or the smoke
+test), it first rolls back by itself to the tag that was deployed before (as --rollback does; once:
+a failed rollback is reported, never retried) and exits non-zero saying "rolled back to TAG"; with
+no earlier deployment carrying a commit tag, or one that ran the same images, it stops there.
+(--swarm: Swarm's own update rollback, failure_action: rollback, undoes a failing api update.)
 
   --down          stop and remove the stack's containers and networks (the data volume stays)
   --purge         with --down: also remove the data volume (every item is lost)
@@ -352,7 +356,7 @@ else
     if [[ -n $registry && $commit == *-dirty ]]; then
         dk_die "REGISTRY is set and the checkout has uncommitted changes (git status): images pushed under a commit tag must be built from that commit exactly. Commit first (or unset REGISTRY to deploy the local build only)."
     fi
-    if ((build)) && is_commit_tag "$image_tag" && [[ $image_tag != "$commit" ]]; then
+    if ((build && !build_only)) && is_commit_tag "$image_tag" && [[ $image_tag != "$commit" ]]; then
         dk_die "IMAGE_TAG=$image_tag names another commit than this checkout's ($commit): a build would give its name to other images. To run that commit's images: scripts/deploy.sh --rollback $image_tag"
     fi
 fi
