@@ -50,8 +50,9 @@ no earlier deployment carrying a commit tag, or one that ran the same images, it
   --rollback TAG  redeploy the images IMAGE_PREFIX-{front,api,db}:TAG built earlier (no build, no
                   backup): they must all three exist (else the tags that do are listed); IMAGE_TAG
                   (latest) is moved to them, so that a later plain `docker compose up -d` here
-                  keeps them; then the start, health wait and smoke test as above, and how long it
-                  took. Schema: migrations only expand, and an older db image leaves a newer schema
+                  keeps them; replaces only the tiers whose image differs (the others, the db
+                  above all, keep running); then the health wait and smoke test as above, and how
+                  long it took. Schema: migrations only expand, and an older db image leaves a newer schema
                   as it is (mysql/migrate.sh): the older workers run on it. To undo a migration the
                   older release cannot run on, restore the dump the deploy took before migrating
                   (BACKUP_DIR; scripts/restore.sh) once the rollback is up.
@@ -604,15 +605,27 @@ db_accepts_secret() {
     log "could not check the database password: ${out##*$'\n'}"
 }
 
-# start_stack: up, the health wait, the smoke test. 0 when all passed; 1 with FAIL_SVC and FAIL_WHY
+# start_stack [TIER...]: up (of the tiers named only, when db is not among them; `none`: no tier),
+# the health wait, the smoke test. 0 when all passed; 1 with FAIL_SVC and FAIL_WHY
 # set when a step after the containers were replaced failed (what a rollback can mend). A database
 # refusing the secrets stops the deploy at once: other images would not change that.
 FAIL_SVC=
 FAIL_WHY=
 start_stack() {
-    local svc cid
+    local svc cid only=("$@")
     FAIL_SVC=''
     FAIL_WHY=''
+    if (($#)) && [[ " $* " != *" db "* ]]; then
+        # Only the tiers named (a rollback's, whose image changes), the others left running: the
+        # db keeps serving (compose would recreate all three when the checkout's directory is
+        # another than the one that deployed them: the build contexts are in their config).
+        if [[ ${only[*]} != none ]]; then
+            log "replacing ${only[*]} only (the other tiers already run the images of the tag)"
+            dk_compose up -d --no-deps "${only[@]}" >&2 || { FAIL_WHY="compose up ${only[*]} failed"; return 1; }
+        fi
+        wait_and_smoke
+        return
+    fi
     # A container in a restart loop (a db that refused a migration, say) cannot be replaced while
     # the engine is restarting it ("container is restarting"): stop it, so that up recreates it.
     for svc in db api front; do
@@ -631,6 +644,9 @@ start_stack() {
     fi
     log "starting the stack"
     dk_compose up -d --remove-orphans >&2 || { FAIL_WHY="compose up failed"; return 1; }
+    wait_and_smoke
+}
+wait_and_smoke() {
     if ! dk_wait_healthy "$timeout" db api front; then
         FAIL_SVC=$DK_FAILED FAIL_WHY="service ${DK_FAILED:-?} is not healthy"
         return 1
@@ -641,11 +657,27 @@ start_stack() {
     smoke / '<html' || { FAIL_SVC=front FAIL_WHY="the page / through the public port"; return 1; }
 }
 
+# The tiers whose container is missing or runs another image than TAG's, one a line.
+changed_tiers() {
+    local tag=$1 tier c
+    for tier in db api front; do
+        c=$(dk_cid "$tier")
+        if [[ -z $c || $(docker inspect -f '{{.Image}}' "$c" 2>/dev/null) != "$(image_id "$prefix-$tier:$tag")" ]]; then
+            printf '%s\n' "$tier"
+        fi
+    done
+}
+only=()
 if [[ -n $rollback_tag ]]; then
     log "rolling back to $rollback_tag (deployed now: ${previous:-unknown})"
     point_image_tag "$rollback_tag" || dk_die "could not tag the images of $rollback_tag as $image_tag"
+    mapfile -t only < <(changed_tiers "$rollback_tag")
+    if ((${#only[@]} == 0)); then
+        log "every tier already runs the images of $rollback_tag"
+        only=(none)
+    fi
 fi
-if ! start_stack; then
+if ! start_stack "${only[@]}"; then
     show_failure "$FAIL_SVC" "$FAIL_WHY"
     # One automatic rollback, to what ran before, never from a rollback (no loop): a failed
     # --rollback is reported as it is.

@@ -12,8 +12,9 @@ here uses the same); ctx["port"]: the stack's port on 127.0.0.1.
 In a temporary `git clone` of the checkout:
   1. the deployed stack's images carry A's commit tag (IMAGE_PREFIX-<tier>:<12 hex>);
   2. commit B (a marker in nginx/html/index.html) is deployed from the clone: the page has it;
-  3. `deploy.sh --rollback A` from the clone (an operator's one checkout), under a bounded background load of GET /status
-     and GET / on 127.0.0.1: A serves again (no marker), nothing was built, IMAGE_TAG names A's
+  3. `deploy.sh --rollback A` from the checkout, under a bounded background load of GET /status
+     and GET / on 127.0.0.1: only the tiers whose image differs are replaced (db and api keep
+     running), A serves again (no marker), nothing was built, IMAGE_TAG names A's
      images (a plain `docker compose up -d` keeps A); the time it took and the requests that
      failed are reported ("# ..." lines), and no answer was a 5xx;
   4. the clone made dirty (index.html edited, not committed): `deploy.sh --build-only` tags the
@@ -242,12 +243,14 @@ def check_deploy_b(c, marker):
 
 def check_rollback_to_a(c, marker):
     before = prefix_images(c)
+    containers_before = running_images(c)
+    unchanged = [t for t in TIERS if containers_before[t][1] == image_id(c, t, c.tag_a)]
     with Load(c.port) as load:
         time.sleep(1)  # a few requests before, as a baseline
-        # From the checkout B was deployed from, as an operator with one checkout would: compose
-        # then recreates only the tiers whose image changes (from another directory it recreates
-        # all three: the build contexts' paths are part of each service's configuration).
-        proc = deploy(c, c.clone, "--rollback", c.tag_a, check_rc=False)
+        # From A's checkout, not the one B was deployed from: to compose every service's
+        # configuration differs then (the build contexts' paths), and only deploy.sh's choice of
+        # the tiers whose image changes keeps the db and the api running.
+        proc = deploy(c, c.repo, "--rollback", c.tag_a, check_rc=False)
         time.sleep(1)
     s = load.summary()
     c.figure(f"deploy.sh --rollback {c.tag_a}: exit {proc.returncode} in {proc.seconds:.1f} s; background load "
@@ -266,6 +269,10 @@ def check_rollback_to_a(c, marker):
         assert running[tier][1] == a_id, f"{tier} does not run A's image"
         # what a plain `docker compose up -d` in the checkout would run
         assert image_id(c, tier, c.image_tag) == a_id, f"{c.prefix}-{tier}:{c.image_tag} is not A's image"
+    kept = [t for t in unchanged if running[t][0] == containers_before[t][0]]
+    c.figure(f"tiers whose image A and B share ({', '.join(unchanged) or 'none'}): "
+             f"{', '.join(kept) or 'none'} kept running through the rollback")
+    assert kept == unchanged, f"--rollback replaced {sorted(set(unchanged) - set(kept))}, whose image did not change"
     assert s["5xx"] == 0, f"{s['5xx']} answers were 5xx during the rollback"
     assert s["total"] > 0 and s["gap"] < 30, f"the page was unavailable for {s['gap']:.1f} s"
     return True
