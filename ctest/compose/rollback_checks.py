@@ -349,8 +349,8 @@ def run_all(ctx):
     marker = f"rollback-check-B-{os.getpid()}-{int(time.time())}"
     t0 = time.monotonic()
     try:
-        if not check("rollback: the deployed stack's three images carry A's commit tag", lambda: check_a_tagged(c)):
-            return
+        check("rollback: the deployed stack's three images carry A's commit tag", lambda: check_a_tagged(c))
+        c.tag_a = c.tag_a or commit_tag(c, c.repo)
         if not check("rollback: commit B (a page marker) deployed from a clone with the same project and secrets",
                      lambda: check_deploy_b(c, marker)):
             return
