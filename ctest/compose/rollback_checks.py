@@ -71,6 +71,7 @@ class Ctx:
         self.clone = os.path.join(self.tmp, "clone")
         self.tag_a = ""
         self.made_tags = []  # tags of B and C, removed at the end
+        self.b_deployed = False
         self.figures = []
 
     def figure(self, msg):
@@ -237,6 +238,7 @@ def check_deploy_b(c, marker):
     c.figure(f"deploy of B ({tag_b}) from a clone, front rebuilt from the cache: {proc.seconds:.1f} s")
     status, body = page(c)
     assert status == 200 and marker in body, f"after deploying B, GET / -> {status} without the marker"
+    c.b_deployed = True
     assert image_id(c, "front", tag_b) == running_images(c)["front"][1], f"the front does not run {c.prefix}-front:{tag_b}"
     return True
 
@@ -351,8 +353,9 @@ def run_all(ctx):
     try:
         check("rollback: the deployed stack's three images carry A's commit tag", lambda: check_a_tagged(c))
         c.tag_a = c.tag_a or commit_tag(c, c.repo)
-        if not check("rollback: commit B (a page marker) deployed from a clone with the same project and secrets",
-                     lambda: check_deploy_b(c, marker)):
+        check("rollback: commit B (a page marker) deployed from a clone with the same project and secrets, tagged B",
+              lambda: check_deploy_b(c, marker))
+        if not c.b_deployed:
             return
         check("rollback: deploy.sh --rollback A brings A back without building, no 5xx under load",
               lambda: check_rollback_to_a(c, marker))
