@@ -303,6 +303,7 @@ def check_dirty_build(c):
 
 
 def check_failed_deploy_rolls_back(c, marker):
+    git(c, "checkout", "--", ".")  # the dirty build's change, if its check stopped before undoing it
     git(c, "rm", "-q", "nginx/html/index.html")
     git(c, "commit", "-qm", "rollback check: commit C (no page: the front's healthcheck and the smoke test fail)")
     tag_c = commit_tag(c, c.clone)
