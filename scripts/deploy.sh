@@ -408,13 +408,13 @@ if ((build)); then
     fi
     log "images built in $((SECONDS - build_start)) s"
     # Each build also under the commit it was built from: the name --rollback finds it by later.
-    if [[ -n $commit && $image_tag != "$commit" ]]; then
+    if [[ -z $commit ]]; then
+        log "not a git checkout: the images get no commit tag (no --rollback to them later)"
+    elif [[ $image_tag != "$commit" ]]; then # (--build-only built them under it already)
         for tier in front api db; do
             docker tag "$prefix-$tier:$image_tag" "$prefix-$tier:$commit" || dk_die "could not tag $prefix-$tier:$commit"
         done
         log "tagged $prefix-{front,api,db}:$commit"
-    else
-        log "not a git checkout: the images get no commit tag (no --rollback to them later)"
     fi
 fi
 # The tag this run deploys: the build's, else a commit tag the IMAGE_TAG images carry.
