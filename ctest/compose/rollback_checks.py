@@ -55,6 +55,7 @@ class Ctx:
         self.repo = os.path.abspath(ctx["repo"])
         self.port = int(ctx["port"])
         env = dict(ctx["env"])
+        env.pop("REGISTRY", None)  # the commits made here are never pushed
         # Paths relative to a checkout would name another directory from the clone: the same
         # secrets, backups and deploy record for every deploy of the project.
         for name in ("SECRETS_DIR", "BACKUP_DIR", "DEPLOY_STATE_DIR"):
