@@ -706,6 +706,13 @@ if ! start_stack "${only[@]}"; then
 fi
 record_deploy "$deploying" "$([[ -n $rollback_tag ]] && echo rollback || echo deploy)"
 
+# The tag to name for going back: what ran before, or, when that was this same tag (a redeploy),
+# the last other one the history records whose images are still here.
+back=$previous
+if [[ -z $back || $back == "$deploying" ]]; then
+    back=$(awk -v cur="$deploying" '$2 != cur { t = $2 } END { print t }' "$(state_file)" 2>/dev/null || true)
+    if [[ -n $back && -z $(image_id "$prefix-front:$back") ]]; then back=''; fi
+fi
 bind=$(dk_setting HTTP_BIND 0.0.0.0)
 host=$bind
 [[ $host == 0.0.0.0 ]] && host=$(hostname -I 2>/dev/null | awk '{print $1}')
@@ -717,6 +724,6 @@ cat >&2 <<EOF
 [deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)
 [deploy]   API     $base/status   $base/items
 [deploy]   token   $(cd "$DK_ROOT" && dirname "$(dk_setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
-[deploy]   back    scripts/deploy.sh --rollback ${previous:-TAG}   (deployed before: ${previous:-none recorded}; history: $(state_file))
+[deploy]   back    scripts/deploy.sh --rollback ${back:-TAG}   (${back:+the deployment before; }history: $(state_file))
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF
