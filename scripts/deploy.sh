@@ -609,6 +609,24 @@ db_accepts_secret() {
 # the health wait, the smoke test. 0 when all passed; 1 with FAIL_SVC and FAIL_WHY
 # set when a step after the containers were replaced failed (what a rollback can mend). A database
 # refusing the secrets stops the deploy at once: other images would not change that.
+# compose up ARGS; when compose refuses because a network of the stack was made with other options
+# than the compose file now gives it (edge turned internal, say: compose cannot change a network in
+# place; 1.29 says "needs to be recreated"), the stack's containers and networks are removed (the
+# data volume stays) and up runs again, which makes the networks anew.
+compose_up() {
+    local out rc=0
+    out=$(dk_compose up "$@" 2>&1) || rc=$?
+    printf '%s\n' "$out" >&2
+    if ((rc)) && [[ $out == *"needs to be recreated"* ]]; then
+        log "a network of the stack changed its options: removing the stack's containers and networks" \
+            "(the data volume stays) and starting again"
+        dk_compose down --remove-orphans >&2 || return 1
+        dk_compose up "$@" >&2
+        return
+    fi
+    return "$rc"
+}
+
 FAIL_SVC=
 FAIL_WHY=
 start_stack() {
@@ -621,7 +639,7 @@ start_stack() {
         # another than the one that deployed them: the build contexts are in their config).
         if [[ ${only[*]} != none ]]; then
             log "replacing ${only[*]} only (the other tiers already run the images of the tag)"
-            dk_compose up -d --no-deps "${only[@]}" >&2 || { FAIL_WHY="compose up ${only[*]} failed"; return 1; }
+            compose_up -d --no-deps "${only[@]}" || { FAIL_WHY="compose up ${only[*]} failed"; return 1; }
         fi
         wait_and_smoke
         return
@@ -637,13 +655,13 @@ start_stack() {
     done
     if docker volume inspect "${project}_db-data" >/dev/null 2>&1; then
         log "starting the db on its existing volume ${project}_db-data"
-        dk_compose up -d db >&2 || { FAIL_SVC=db FAIL_WHY="compose up db failed"; return 1; }
+        compose_up -d db || { FAIL_SVC=db FAIL_WHY="compose up db failed"; return 1; }
         dk_wait_healthy "$timeout" db || { FAIL_SVC=db FAIL_WHY="service db is not healthy"; return 1; }
         db_accepts_secret ||
             dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(dk_setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(dk_setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
     fi
     log "starting the stack"
-    dk_compose up -d --remove-orphans >&2 || { FAIL_WHY="compose up failed"; return 1; }
+    compose_up -d --remove-orphans || { FAIL_WHY="compose up failed"; return 1; }
     wait_and_smoke
 }
 wait_and_smoke() {

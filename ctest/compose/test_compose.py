@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import checks  # noqa: E402 - after its path
 import db_checks  # noqa: E402 - beside this file
 import restore_checks  # noqa: E402 - beside this file
+import rollback_checks  # noqa: E402 - beside this file
 from checks import check, log, proc_status, report, tcp_listeners, wait_for  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -1377,6 +1378,8 @@ def main():
         check_front_settings()
         check_scale()
         check_rotation()
+        # commit tags, --rollback, the automatic rollback of a failed deploy (rollback_checks.py)
+        rollback_checks.run_all({"repo": REPO, "env": env(), "port": PORT})
         check_big_pages()
         check_worker_replaced()
         check_schema_gate()
