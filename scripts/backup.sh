@@ -53,14 +53,12 @@ done
 # shellcheck source=scripts/lib/docker.sh
 . "$(dirname "$0")/lib/docker.sh"
 dk_engine_running || dk_die "no Docker engine answers"
-if ((swarm)); then
-    stack=${STACK_NAME:-items}
-    db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1)
-    [[ -n $db ]] || dk_die "no task of ${stack}_db runs on this node (back up on the node that holds its volume)"
-else
-    dk_detect_compose 2>/dev/null
-    db=$(dk_cid db)
-    [[ -n $db ]] || dk_die "the db service is not running (scripts/deploy.sh starts it)"
+stack=${STACK_NAME:-items}
+((swarm)) || dk_detect_compose 2>/dev/null
+db=$(dk_db_container "$swarm" "$stack")
+if [[ -z $db ]]; then
+    ((swarm)) && dk_die "no task of ${stack}_db runs on this node (back up on the node that holds its volume)"
+    dk_die "the db service is not running (scripts/deploy.sh starts it)"
 fi
 
 default_dir=/var/backups/items

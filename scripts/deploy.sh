@@ -467,13 +467,6 @@ smoke() {
 # 6. A backup before the db applies migrations to a database that holds data.
 # The migrations mysql/migrations/ has (what the db image was built with) that the running db has
 # not recorded; all of them for a database from before migrations. Nothing when no db runs here.
-running_db() {
-    if ((swarm)); then
-        docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1
-    else
-        dk_cid db
-    fi
-}
 # The migrations the running db has not applied, judged by the runner the db itself uses
 # (mysql/migrate.sh --pending: read only), speaking to it through docker exec. Fails when the db
 # does not answer (a crash loop, e.g. after a refused migration): there is then nothing to back up
@@ -483,7 +476,7 @@ pending_migrations() {
         docker exec "$1" mariadb --protocol=socket --user=mysql
 }
 if ((backup)); then
-    db=$(running_db)
+    db=$(dk_db_container "$swarm" "$stack")
     pending=""
     if [[ -n $db ]] && ! pending=$(pending_migrations "$db"); then
         log "could not read the running db's migrations (restarting?): no backup before the deploy; take one with scripts/backup.sh once it serves"

@@ -77,12 +77,13 @@ if ((swarm)); then
         dk_die "--swarm: this engine is no swarm manager (the api service is scaled from one)"
     api_service=${stack}_api
     docker service inspect "$api_service" >/dev/null 2>&1 || dk_die "no service $api_service"
-    db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1)
-    [[ -n $db ]] || dk_die "no task of ${stack}_db runs on this node (restore on the node that holds its volume)"
 else
     dk_detect_compose 2>/dev/null
-    db=$(dk_cid db)
-    [[ -n $db ]] || dk_die "the db service is not running (scripts/deploy.sh starts it)"
+fi
+db=$(dk_db_container "$swarm" "$stack")
+if [[ -z $db ]]; then
+    ((swarm)) && dk_die "no task of ${stack}_db runs on this node (restore on the node that holds its volume)"
+    dk_die "the db service is not running (scripts/deploy.sh starts it)"
 fi
 
 cat_dump() {

@@ -73,15 +73,6 @@ if ((!swarm)); then dk_detect_compose; fi
 old_secret=$(<"$file")
 new_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-# The db container: compose's, or this node's task of the stack's db service.
-db_container() {
-    if ((swarm)); then
-        docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_db" | head -n1
-    else
-        dk_cid db
-    fi
-}
-
 # SQL as the db's administrator, through its unix socket (the container's mysql user is root
 # there): on stdin, so that no password is on a command line.
 db_admin() {
@@ -124,7 +115,7 @@ restore_old() {
 }
 
 if [[ $name != api_token ]]; then
-    db=$(db_container)
+    db=$(dk_db_container "$swarm" "$stack")
     [[ -n $db ]] || die "no running db container (is the stack up on this machine?)"
     # The account must exist as expected before anything changes.
     check_sql="SELECT COUNT(*) FROM mysql.user WHERE User='$user' AND Host='%'"

@@ -676,12 +676,21 @@ def check_rotation():
             log(line)
         return load
 
+    def rotated(name, under_load=True):
+        """Rotates NAME: (old secret, new secret, the Load or None); the file must have changed."""
+        old = SECRETS[name]
+        load = None
+        if under_load:
+            load = rotate_under_load(name)
+        else:
+            run([os.path.join(REPO, "scripts", "rotate-secret.sh"), name], timeout=120)
+        new = read(name)
+        assert new != old, f"{name}: the file did not change"
+        SECRETS[name] = new
+        return old, new, load
+
     def db_password():
-        old = SECRETS["db_password"]
-        load = rotate_under_load("db_password")
-        new = read("db_password")
-        assert new != old, "the file did not change"
-        SECRETS["db_password"] = new
+        old, new, load = rotated("db_password")
         assert login("items", new), "MariaDB refuses the new password"
         assert not login("items", old), "MariaDB still takes the old password"
         assert load.total > 300, f"only {load.total} requests"
@@ -690,11 +699,7 @@ def check_rotation():
         assert r.status == 200 and json.loads(r.body)["database_connection"] == "OK", r.body[:200]
 
     def api_token():
-        old = SECRETS["api_token"]
-        load = rotate_under_load("api_token")
-        new = read("api_token")
-        assert new != old, "the file did not change"
-        SECRETS["api_token"] = new
+        old, new, load = rotated("api_token")
         post = lambda token: request("POST", "/items", {"name": "rotated"}, {"Authorization": f"Bearer {token}"})  # noqa: E731
         created = post(new)
         assert created.status == 201, f"the new token: {created.status}"
@@ -703,11 +708,7 @@ def check_rotation():
         assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
 
     def root_password():
-        old = SECRETS["db_root_password"]
-        run([os.path.join(REPO, "scripts", "rotate-secret.sh"), "db_root_password"], timeout=120)
-        new = read("db_root_password")
-        assert new != old, "the file did not change"
-        SECRETS["db_root_password"] = new
+        old, new, _ = rotated("db_root_password", under_load=False)
         assert login("root", new, "10002:10000"), "root refuses the new password"
         assert not login("root", old, "10002:10000"), "root still takes the old password"
 
@@ -1317,6 +1318,31 @@ def check_plain_compose():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def check_dirty_push_refused():
+    """With REGISTRY set, a checkout with uncommitted changes is refused before anything is built or
+    pushed: a commit tag must name that commit's bytes. In a clone of its own, made dirty."""
+    work = tempfile.mkdtemp(prefix="items-dirty.")
+    clone = os.path.join(work, "checkout")
+
+    def refused():
+        subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True, timeout=120)
+        with open(os.path.join(clone, "nginx", "html", "index.html"), "a", encoding="utf-8") as f:
+            f.write("<!-- not committed -->\n")
+        proc = subprocess.run([os.path.join(clone, "scripts", "deploy.sh")], cwd=clone, capture_output=True,
+                              text=True, timeout=300,
+                              env={**env(), "REGISTRY": "registry.invalid/items", "COMPOSE_PROJECT_NAME": "items-dirty"})
+        assert proc.returncode != 0, "deploy.sh went on with REGISTRY set and a dirty checkout"
+        assert "uncommitted changes" in proc.stderr, proc.stderr[-500:]
+        # (other suites may build images meanwhile: the log, not the image list, says what it did)
+        assert "building the images" not in proc.stderr and "pushing" not in proc.stderr, proc.stderr[-500:]
+
+    try:
+        check("push: with REGISTRY set, a dirty checkout is refused before building (no commit tag on other bytes)",
+              refused)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def check_purge():
     def purge():
         deploy("--down", "--purge", timeout=180)
@@ -1390,6 +1416,7 @@ def main():
         check_graceful_stop_and_persistence()
         check_secrets_mismatch()
         check_plain_compose()
+        check_dirty_push_refused()
         if not keep:
             check_purge()
     finally:

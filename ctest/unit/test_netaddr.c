@@ -117,6 +117,53 @@ test_parse_lengths(void)
 	CHECK_INT_EQ(parse("255.255.255.255/320", &net), NETADDR_MALFORMED);
 }
 
+/* An address given as a slice, at the very end of its heap block (no NUL). */
+static enum netaddr_status
+parse_ipv4(const char *text, size_t len, uint32_t *addr)
+{
+	enum netaddr_status st;
+	char *copy = malloc(len > 0 ? len : 1);
+
+	if (copy == NULL) {
+		CHECK_FAIL("out of memory");
+		return NETADDR_SYSTEM;
+	}
+	memcpy(copy, text, len);
+	st = netaddr_parse_ipv4(copy, len, addr);
+	free(copy);
+	return st;
+}
+
+static void
+test_parse_ipv4(void)
+{
+	static const char *const bad[] = {
+		"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", " 1.2.3.4",
+		"1.2.3.4/8", "::1", "a.b.c.d", "1..2.3",
+	};
+	char text[64];
+	uint32_t addr = 0;
+	size_t i, len;
+
+	CHECK_INT_EQ(parse_ipv4("172.31.253.20", 13, &addr), NETADDR_OK);
+	CHECK_INT_EQ(addr, ip("172.31.253.20"));
+	/* A slice of a longer list: only its bytes count. */
+	CHECK_INT_EQ(parse_ipv4("10.0.0.1,10.0.0.2", 8, &addr), NETADDR_OK);
+	CHECK_INT_EQ(addr, ip("10.0.0.1"));
+	CHECK_INT_EQ(parse_ipv4("255.255.255.255", 15, &addr), NETADDR_OK);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_CASE(bad[i]);
+		CHECK_INT_EQ(parse_ipv4(bad[i], strlen(bad[i]), &addr),
+		    NETADDR_MALFORMED);
+	}
+	CHECK_CASE(NULL);
+	/* Lengths across the 16-byte copy: never more is copied. */
+	for (len = 0; len < sizeof(text); len++) {
+		memset(text, '1', len);
+		CHECK_INT_EQ(parse_ipv4(text, len, &addr), NETADDR_MALFORMED);
+	}
+}
+
 static void
 test_contains(void)
 {
@@ -161,6 +208,7 @@ main(void)
 	test_parse_good();
 	test_parse_bad();
 	test_parse_lengths();
+	test_parse_ipv4();
 	test_contains();
 	test_local();
 	return check_finish();

@@ -1,12 +1,13 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "netaddr.h"
 
 #define CONFIG_SECRET_MAX 4096
 
@@ -196,20 +197,14 @@ config_check_peers(struct config_ctx *ctx)
 {
 	const char *list = config_get(ctx, "FCGI_WEB_SERVER_ADDRS");
 	const char *entry, *end;
-	char addr[INET_ADDRSTRLEN];
-	struct in_addr in;
-	size_t len;
+	uint32_t addr;
 
 	for (entry = list; entry != NULL; entry = *end ? end + 1 : NULL) {
 		end = strchr(entry, ',');
 		if (end == NULL)
 			end = entry + strlen(entry);
-		len = (size_t)(end - entry);
-		if (len == 0 || len >= sizeof(addr))
-			goto bad;
-		memcpy(addr, entry, len);
-		addr[len] = '\0';
-		if (inet_pton(AF_INET, addr, &in) != 1)
+		if (netaddr_parse_ipv4(entry, (size_t)(end - entry), &addr) !=
+		    NETADDR_OK)
 			goto bad;
 	}
 	return 0;

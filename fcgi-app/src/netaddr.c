@@ -20,25 +20,33 @@ prefix_mask(unsigned prefix)
 }
 
 enum netaddr_status
+netaddr_parse_ipv4(const char *text, size_t len, uint32_t *addr)
+{
+	char copy[INET_ADDRSTRLEN];
+	struct in_addr in;
+
+	if (len == 0 || len >= sizeof(copy))
+		return NETADDR_MALFORMED;
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	if (inet_pton(AF_INET, copy, &in) != 1)
+		return NETADDR_MALFORMED;
+	*addr = ntohl(in.s_addr);
+	return NETADDR_OK;
+}
+
+enum netaddr_status
 netaddr_parse(const char *text, struct netaddr_net *net)
 {
-	char address[INET_ADDRSTRLEN];
 	const char *slash, *digits;
-	struct in_addr in;
 	unsigned prefix = 0;
-	size_t address_len;
+	uint32_t address;
 
 	if (strlen(text) > CIDR_TEXT_MAX)
 		return NETADDR_MALFORMED;
 	slash = strchr(text, '/');
-	if (slash == NULL)
-		return NETADDR_MALFORMED;
-	address_len = (size_t)(slash - text);
-	if (address_len == 0 || address_len >= sizeof(address))
-		return NETADDR_MALFORMED;
-	memcpy(address, text, address_len);
-	address[address_len] = '\0';
-	if (inet_pton(AF_INET, address, &in) != 1)
+	if (slash == NULL ||
+	    netaddr_parse_ipv4(text, (size_t)(slash - text), &address) != NETADDR_OK)
 		return NETADDR_MALFORMED;
 	/* One or two decimal digits, no sign, no space, no leading zero. */
 	digits = slash + 1;
@@ -55,7 +63,7 @@ netaddr_parse(const char *text, struct netaddr_net *net)
 		return NETADDR_MALFORMED;
 	net->prefix = prefix;
 	net->mask = prefix_mask(prefix);
-	net->network = ntohl(in.s_addr) & net->mask;
+	net->network = address & net->mask;
 	return NETADDR_OK;
 }
 

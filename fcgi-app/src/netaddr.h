@@ -11,6 +11,7 @@
 #define ITEMS_NETADDR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <netinet/in.h>	/* INET_ADDRSTRLEN */
@@ -28,6 +29,14 @@ enum netaddr_status {
 	NETADDR_AMBIGUOUS,	/* more than one local address inside it */
 	NETADDR_SYSTEM,		/* getifaddrs() failed: see errno */
 };
+
+/*
+ * Parses the dotted quad text[0..len) (not NUL-terminated, never read past
+ * text[len - 1]) into *addr, host byte order. Pure. NETADDR_OK or
+ * NETADDR_MALFORMED (empty, too long, or not what inet_pton(3) takes).
+ */
+enum netaddr_status netaddr_parse_ipv4(const char *text, size_t len,
+	    uint32_t *addr);
 
 /*
  * Parses "a.b.c.d/n" (dotted quad as inet_pton(3) takes it, n from 0 to 32,

@@ -174,6 +174,16 @@ dk_compose() {
 # The container id of a compose service ('' when it has none).
 dk_cid() { dk_compose ps -q "$1" 2>/dev/null | head -n1; }
 
+# dk_db_container SWARM STACK: the running db container, this node's task of STACK's db service
+# (SWARM 1) or the compose project's (SWARM 0; dk_detect_compose first). Empty when none runs.
+dk_db_container() {
+    if (($1)); then
+        docker ps -q --filter "label=com.docker.swarm.service.name=${2}_db" | head -n1
+    else
+        dk_cid db
+    fi
+}
+
 # The base image, pinned by scripts/base-image.lock (BASE_IMAGE_LOCK): its image= is the ID of the
 # reproducible offline build (scripts/build-base-image.sh), its pull= (when filled in) the official
 # image by digest. Present: said whether it is the pinned one (a mismatch is logged, not fatal: an
