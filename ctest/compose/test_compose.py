@@ -1404,8 +1404,6 @@ def main():
         check_front_settings()
         check_scale()
         check_rotation()
-        # commit tags, --rollback, the automatic rollback of a failed deploy (rollback_checks.py)
-        rollback_checks.run_all({"repo": REPO, "env": env(), "port": PORT})
         check_big_pages()
         check_worker_replaced()
         check_schema_gate()
@@ -1417,6 +1415,9 @@ def main():
         check_secrets_mismatch()
         check_plain_compose()
         check_dirty_push_refused()
+        # commit tags, --rollback, the automatic rollback of a failed deploy (rollback_checks.py):
+        # last, since they deploy other images into the stack (A is deployed again at their end)
+        rollback_checks.run_all({"repo": REPO, "env": env(), "port": PORT})
         if not keep:
             check_purge()
     finally:

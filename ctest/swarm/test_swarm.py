@@ -240,9 +240,10 @@ def compose_cmd():
 
 
 # What compose.swarm.yaml may change in compose.yaml's environment, and nothing else: Swarm chooses the
-# replicas' and the front's addresses, so the pool listens on every address and admits any peer there
-# (compose.yaml: its fixed edge address, and only the front's and its own).
-SWARM_ENV_OVERRIDES = {"api": {"FCGI_LISTEN": "0.0.0.0:9000", "FCGI_WEB_SERVER_ADDRS": ""}}
+# replicas' and the front's addresses in overlays whose subnets it allocates, so the pool listens on
+# every address and admits any peer there (compose.yaml: its address in EDGE_SUBNET, and only the
+# front's fixed address and its own).
+SWARM_ENV_OVERRIDES = {"api": {"FCGI_LISTEN_SUBNET": "", "FCGI_WEB_SERVER_ADDRS": ""}}
 
 
 def compose_config(*extra_files):
@@ -293,7 +294,7 @@ def check_definition(deploy_stderr):
         assert s["RollbackConfig"]["Order"] == "start-first", s["RollbackConfig"]
         assert s["TaskTemplate"]["RestartPolicy"]["Condition"] == "any", s["TaskTemplate"]["RestartPolicy"]
         hc = s["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
-        assert "cgi-fcgi" in " ".join(hc), hc
+        assert hc == ["CMD", "items-healthcheck"], hc  # GET /status through FastCGI (fcgi-app/items-healthcheck)
 
     def front_service():
         s = specs["front"]["Spec"]
@@ -302,8 +303,11 @@ def check_definition(deploy_stderr):
         u = s["UpdateConfig"]
         assert u["FailureAction"] == "rollback" and u.get("Monitor", 0) > 0, u
         assert u["Order"] == "stop-first", f"{u['Order']}: two front tasks cannot share a host-mode port"
-        cmd = s["TaskTemplate"]["ContainerSpec"]["Command"]
-        assert "/etc/nginx/dnsrr/nginx.conf" in cmd, cmd
+        # The image's own start (front-entrypoint renders nginx.conf, api:9000 re-resolved), as under compose.
+        assert not s["TaskTemplate"]["ContainerSpec"].get("Command"), s["TaskTemplate"]["ContainerSpec"].get("Command")
+        front = containers("front")[0]
+        conf = docker("exec", front, "/usr/bin/busybox", "cat", "/run/nginx/conf/nginx.conf").stdout
+        assert 'default "api:9000";' in conf and "resolver 127.0.0.11 valid=1s" in conf, "not the re-resolving config"
 
     def db_service():
         s = specs["db"]["Spec"]
@@ -316,14 +320,14 @@ def check_definition(deploy_stderr):
 
     def networks():
         nets = {}
-        for name in ("edge", "data"):
+        for name in ("public", "edge", "data"):
             nets[name] = json.loads(docker("network", "inspect", f"{STACK}_{name}").stdout)[0]
             assert nets[name]["Driver"] == "overlay", nets[name]["Driver"]
-        assert nets["data"]["Internal"] is True, "data is not internal"
-        assert nets["edge"]["Internal"] is False, "edge is internal"
+        internal = {name: nets[name]["Internal"] for name in nets}
+        assert internal == {"public": False, "edge": True, "data": True}, f"Internal flags {internal}"
         attached = {s: {n["Target"] for n in specs[s]["Spec"]["TaskTemplate"]["Networks"]} for s in SERVICES}
         ids = {name: nets[name]["Id"] for name in nets}
-        assert attached["front"] == {ids["edge"]}, "front must be on edge only"
+        assert attached["front"] == {ids["public"], ids["edge"]}, "front must be on public and edge only"
         assert attached["api"] == {ids["edge"], ids["data"]}, "api must be on edge and data"
         assert attached["db"] == {ids["data"]}, "db must be on data only"
 
@@ -413,9 +417,11 @@ def check_definition(deploy_stderr):
 
     check("stack: docker stack deploy ignored no option of the stack file", nothing_ignored)
     check(f"api: {REPLICAS} replicas, endpoint_mode dnsrr, start-first update, rollback on failure, FastCGI healthcheck", api_service)
-    check(f"front: published in host mode on {PORT}, update gated with rollback (stop-first: host port), dnsrr nginx config", front_service)
+    check(f"front: published in host mode on {PORT}, update gated with rollback (stop-first: host port), "
+          "the image's re-resolving config", front_service)
     check("db: one replica, stop-first, its data volume, a placement constraint", db_service)
-    check("networks: edge and data are overlays, data internal; front on edge, api on both, db on data", networks)
+    check("networks: public, edge and data are overlays, edge and data internal; front on public+edge, api on "
+          "edge+data, db on data", networks)
     check("networks: the front cannot even resolve db", front_cannot_resolve_db)
     check("secrets: Swarm secrets, mounted 0400 for each tier's uid where needed, in no docker inspect", secrets)
     check("limits and restart: memory, CPU and pids limits and restart_policy any on every service", limits_and_restart)
@@ -570,17 +576,19 @@ def check_token_rotation():
     def rotation():
         path = os.path.join(SECRETS_DIR, "api_token")
         old = SECRETS["api_token"]
-        new = os.urandom(32).hex()
-        with open(path, "w", encoding="utf-8") as f:  # keeps the file's owner and mode
-            f.write(new)
-        SECRETS["api_token"] = new
         with Load() as load:
             wait_for(lambda: load.total > 100, 10)
             t0 = time.monotonic()
-            deploy("--swarm", "--no-build", "--timeout", "180", timeout=300)
+            # a new token in the file, a new Swarm secret version, the api rolled (deploy.sh --swarm)
+            run([os.path.join(REPO, "scripts", "rotate-secret.sh"), "--swarm", "api_token"], timeout=400)
             took = time.monotonic() - t0
             unsettled = settle(load)
-        figure(f"API token rotation (new Swarm secret version, api rolled) in {took:.0f} s; under load: {load.summary()}")
+        with open(path, encoding="utf-8") as f:
+            new = f.read().strip()
+        assert new != old, "rotate-secret.sh did not change the file"
+        SECRETS["api_token"] = new
+        figure(f"API token rotation (rotate-secret.sh --swarm: new Swarm secret version, api rolled) in {took:.0f} s; "
+               f"under load: {load.summary()}")
         tokens = [n for n in stack_secrets() if n.startswith(f"{STACK}_api_token-")]
         assert len(tokens) == 1, f"token versions left: {tokens}"
         post = lambda token: request("POST", "/items", {"name": "rotated"}, {"Authorization": f"Bearer {token}"})[0]  # noqa: E731
@@ -589,7 +597,7 @@ def check_token_rotation():
         assert not unsettled, unsettled
         assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {dict(load.outcomes)}"
 
-    check("secret rotation: a new api_token file becomes a new Swarm secret, the api rolls onto it, "
+    check("secret rotation: rotate-secret.sh --swarm api_token: a new Swarm secret, the api rolls onto it, "
           "old token 401, new 201, zero failed requests", rotation)
 
 
