@@ -10,7 +10,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_HARNESSES=(page id json auth config media_type encode log etag)
+ALL_HARNESSES=(page id json auth config media_type encode log etag netaddr)
 FUZZ_DIR=$REPO/ctest/fuzz
 # Longest input per harness: past the limits its parser enforces, so that
 # the fuzzer can reach them (libFuzzer would otherwise derive it from the
@@ -20,7 +20,7 @@ FUZZ_DIR=$REPO/ctest/fuzz
 SAVE_MAX_LEN=4096
 declare -A MAX_LEN=(
   [page]=4096 [id]=4096 [json]=135000 [auth]=4096 [config]=4096
-  [media_type]=4096 [encode]=70000 [log]=70000 [etag]=4096
+  [media_type]=4096 [encode]=70000 [log]=70000 [etag]=4096 [netaddr]=256
 )
 # The harnesses that also fuzz from their inputs at the limits (see
 # write_limit_inputs; the others only replay them): libFuzzer then mutates

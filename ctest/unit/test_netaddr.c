@@ -151,6 +151,8 @@ test_parse_ipv4(void)
 	CHECK_INT_EQ(parse_ipv4("10.0.0.1,10.0.0.2", 8, &addr), NETADDR_OK);
 	CHECK_INT_EQ(addr, ip("10.0.0.1"));
 	CHECK_INT_EQ(parse_ipv4("255.255.255.255", 15, &addr), NETADDR_OK);
+	/* A NUL inside the slice: not the shorter address before it. */
+	CHECK_INT_EQ(parse_ipv4("1.2.3.4\0junk", 12, &addr), NETADDR_MALFORMED);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK_CASE(bad[i]);
 		CHECK_INT_EQ(parse_ipv4(bad[i], strlen(bad[i]), &addr),

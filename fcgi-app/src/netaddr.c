@@ -25,7 +25,8 @@ netaddr_parse_ipv4(const char *text, size_t len, uint32_t *addr)
 	char copy[INET_ADDRSTRLEN];
 	struct in_addr in;
 
-	if (len == 0 || len >= sizeof(copy))
+	/* A NUL inside the slice would end the copy early: "1.2.3.4\0junk". */
+	if (len == 0 || len >= sizeof(copy) || memchr(text, '\0', len) != NULL)
 		return NETADDR_MALFORMED;
 	memcpy(copy, text, len);
 	copy[len] = '\0';

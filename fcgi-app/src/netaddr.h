@@ -33,7 +33,8 @@ enum netaddr_status {
 /*
  * Parses the dotted quad text[0..len) (not NUL-terminated, never read past
  * text[len - 1]) into *addr, host byte order. Pure. NETADDR_OK or
- * NETADDR_MALFORMED (empty, too long, or not what inet_pton(3) takes).
+ * NETADDR_MALFORMED (empty, too long, a NUL inside, or not what inet_pton(3)
+ * takes).
  */
 enum netaddr_status netaddr_parse_ipv4(const char *text, size_t len,
 	    uint32_t *addr);
