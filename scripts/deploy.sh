@@ -183,6 +183,7 @@ complete_tags() {
         [[ -n $tag && $tag != '<none>' ]] || continue
         [[ -n $(image_id "$prefix-api:$tag") && -n $(image_id "$prefix-db:$tag") ]] && printf '%s\n' "$tag"
     done < <(docker images --format '{{.Tag}}' "$prefix-front")
+    return 0 # (the loop's status is its last test's: under set -e a caller would stop silently)
 }
 
 # The commit tags whose three images are the images FRONT_ID API_ID DB_ID, one a line.
@@ -193,6 +194,7 @@ tags_of_images() {
         [[ $(image_id "$prefix-front:$tag") == "$front" && $(image_id "$prefix-api:$tag") == "$api" &&
             $(image_id "$prefix-db:$tag") == "$db" ]] && printf '%s\n' "$tag"
     done < <(docker images --format '{{.Tag}}' "$prefix-front")
+    return 0 # (as above)
 }
 
 state_dir() {
@@ -423,8 +425,10 @@ if [[ -n $rollback_tag ]]; then
 elif ((build)) && [[ -n $commit ]]; then
     deploying=$commit
 else
+    # (not `| head -n1`: under pipefail, the SIGPIPE of the lines after the first fails the script)
     deploying=$(tags_of_images "$prefix" "$(image_id "$prefix-front:$image_tag")" \
-        "$(image_id "$prefix-api:$image_tag")" "$(image_id "$prefix-db:$image_tag")" | head -n1)
+        "$(image_id "$prefix-api:$image_tag")" "$(image_id "$prefix-db:$image_tag")")
+    deploying=${deploying%%$'\n'*}
     deploying=${deploying:-$image_tag}
 fi
 
