@@ -71,7 +71,10 @@ Docker Swarm (docs/scaling.md):
                   be a swarm manager; it is never made one unless --init-swarm is given.
   --init-swarm    with --swarm: when this engine is in no swarm, create a single-node swarm first
                   (advertised on 127.0.0.1 unless SWARM_ADVERTISE_ADDR is set). Leaving it is yours
-                  to do: docker swarm leave --force.
+                  to do: docker swarm leave --force. Beware: with Docker 20.10 (Debian 12's), leaving
+                  a swarm disconnects every container of this engine from its networks, compose
+                  stacks included; recreate them after (scripts/deploy.sh, docker compose up -d
+                  --force-recreate).
   --swarm --down  remove the stack (services, networks, its Swarm secrets; --purge: the data volume);
                   the swarm itself stays.
   --print-stack   print the stack file that --swarm deploys, and exit

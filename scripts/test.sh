@@ -16,14 +16,20 @@ ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak 
 #  - BACKGROUND_SUITES need only CPU and time nothing: they run at nice 19,
 #    from the first suite that starts stacks on, and take what the others
 #    leave (a nice 0 process preempts them as it wakes);
-#  - upgrade and swarm run beside compose, each in a lane of its own (all
-#    three mostly wait on the engine; their projects, ports, subnets, images
-#    and secrets are apart), once the engine and the base image are ready;
-#    browser follows compose in the main lane, beside them too;
+#  - upgrade runs beside compose, in a lane of its own (both mostly wait on
+#    the engine; their projects, ports, subnets, images and secrets are
+#    apart), once the engine and the base image are ready; browser follows
+#    compose in the main lane, beside it too;
+#  - swarm runs after them, alone: Docker 20.10's `docker swarm leave`, at its
+#    end, disconnects every container of the engine from its networks,
+#    compose stacks included (measured: a compose stack beside it lost its
+#    published port and its api its edge address);
 #  - everything else runs one suite at a time.
 # A lane's output is shown whole when it ends.
 BACKGROUND_SUITES=(clang static fuzz)
-BESIDE_COMPOSE_SUITES=(upgrade swarm)
+BESIDE_COMPOSE_SUITES=(upgrade)
+# Suites that must run with no Docker lane beside them (see above).
+ALONE_SUITES=(swarm)
 BUILD_SUITES=(selftest unit sanitizers)
 
 usage() {
@@ -32,8 +38,8 @@ usage: scripts/test.sh [--help] [SUITE ...]
 
 Runs the test suites (default: all, in this order, except that when other
 suites run too, clang, static and fuzz run at nice 19 from the integration
-suite on, and upgrade and swarm run beside compose; their output is shown
-when they end):
+suite on, and upgrade runs beside compose (swarm waits until it has ended);
+their output is shown when they end):
   selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
   clang        the same build and unit tests with clang
@@ -532,6 +538,10 @@ main() {
           ran+="$b "
         fi
       done
+    fi
+    if in_list "$s" -- "${ALONE_SUITES[@]}"; then
+      for b in "${!lane_pids[@]}"; do finish_lane "${lane_names[b]}" "${lane_pids[b]}"; done
+      lane_pids=() lane_names=()
     fi
     run_suite "$s"
     ran+="$s "
