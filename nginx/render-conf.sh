@@ -27,6 +27,13 @@ Variables (required unless a default is shown):
                   X-Forwarded-For (rightmost untrusted), for the rate limit and the logs
   NGINX_WORKER_PROCESSES  nginx worker processes: a number or auto [auto]
   NGINX_RLIMIT_NOFILE     open files per worker (worker_rlimit_nofile) [4096]
+  TLS_LISTEN      HTTPS listener (TLS 1.2/1.3, HTTP/2), e.g. 8443 [none: plain HTTP only]
+  TLS_CERT, TLS_KEY  the certificate chain and its key (PEM files), with TLS_LISTEN
+  HTTPS_ONLY      1: HTTP_LISTEN only redirects to HTTPS (308), refuses writes (403),
+                  serves /.well-known/acme-challenge/ from ACME_ROOT; HSTS on HTTPS [0]
+  HTTPS_PUBLIC_PORT  the port clients reach HTTPS on, for the redirect [443]
+  HSTS_MAX_AGE    Strict-Transport-Security max-age with HTTPS_ONLY=1 [31536000]
+  ACME_ROOT       directory of the ACME http-01 challenges [STATIC_ROOT/../acme]
   STATIC_ROOT     directory of the page
   NGINX_RUN_DIR   writable directory for the pid and temporary files
   NGINX_LOG_DIR   directory of nginx-access.log and nginx-error.log
@@ -53,6 +60,7 @@ digits() {
 : "${FCGI_BACKEND:=items_api}" "${DNS_RESOLVER:=127.0.0.11}"
 : "${WRITE_RATE:=10r/s}" "${WRITE_BURST:=20}" "${REAL_IP_FROM:=}"
 : "${NGINX_WORKER_PROCESSES:=auto}" "${NGINX_RLIMIT_NOFILE:=4096}"
+: "${TLS_LISTEN:=}" "${HTTPS_ONLY:=0}" "${HTTPS_PUBLIC_PORT:=443}" "${HSTS_MAX_AGE:=31536000}"
 for var in HTTP_LISTEN METRICS_LISTEN STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR; do
 	eval "value=\${$var:-}"
 	# shellcheck disable=SC2154 # set by the eval above
@@ -61,7 +69,7 @@ done
 
 # Each value is checked against what its directive takes: a ";" or a "{" would
 # otherwise add directives of the caller's choosing.
-for var in HTTP_LISTEN METRICS_LISTEN; do
+for var in HTTP_LISTEN METRICS_LISTEN TLS_LISTEN; do
 	eval "value=\$$var"
 	case $value in
 	*[!0-9a-fA-F.:\[\]]*) bad "$var" "$value" "expected a port, address:port or [ipv6]:port" ;;
@@ -94,7 +102,24 @@ auto) ;;
 esac
 { digits "$NGINX_RLIMIT_NOFILE" && [ "$NGINX_RLIMIT_NOFILE" -ge 2100 ]; } ||
 	bad NGINX_RLIMIT_NOFILE "$NGINX_RLIMIT_NOFILE" "expected a number >= 2100 (2 per connection: client and pool, 1024 connections, and the files served)"
-for var in STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR; do
+case $HTTPS_ONLY in
+0 | 1) ;;
+*) bad HTTPS_ONLY "$HTTPS_ONLY" "expected 0 or 1" ;;
+esac
+if [ -n "$TLS_LISTEN" ]; then
+	if [ -z "${TLS_CERT:-}" ] || [ -z "${TLS_KEY:-}" ]; then
+		echo "render-conf.sh: TLS_LISTEN=$TLS_LISTEN needs TLS_CERT and TLS_KEY" >&2
+		exit 2
+	fi
+elif [ "$HTTPS_ONLY" = 1 ]; then
+	echo "render-conf.sh: HTTPS_ONLY=1 needs TLS_LISTEN (and TLS_CERT, TLS_KEY)" >&2
+	exit 2
+fi
+{ digits "$HTTPS_PUBLIC_PORT" && [ "$HTTPS_PUBLIC_PORT" -ge 1 ] && [ "$HTTPS_PUBLIC_PORT" -le 65535 ]; } ||
+	bad HTTPS_PUBLIC_PORT "$HTTPS_PUBLIC_PORT" "expected a port from 1 to 65535"
+digits "$HSTS_MAX_AGE" || bad HSTS_MAX_AGE "$HSTS_MAX_AGE" "expected a number of seconds"
+: "${ACME_ROOT:=$(dirname "$STATIC_ROOT")/acme}"
+for var in STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR ACME_ROOT ${TLS_LISTEN:+TLS_CERT TLS_KEY}; do
 	eval "value=\$$var"
 	case $value in
 	/*) ;;
@@ -102,7 +127,7 @@ for var in STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR; do
 	esac
 	# Quoted in nginx.conf: any character but these (and newlines) may appear.
 	case $value in
-	*[\"\\\$]* | *'
+	*[\"\\$]* | *'
 '*) bad "$var" "$value" "a path with a quote, a backslash, a \$ or a newline" ;;
 	esac
 done
@@ -128,7 +153,7 @@ mkdir -p "$out"
 # shellcheck disable=SC2016 # names for envsubst, not expansions
 envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_BACKEND} ${DNS_RESOLVER} ${WRITE_RATE} ${WRITE_BURST} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR} ${NGINX_WORKER_PROCESSES} ${NGINX_RLIMIT_NOFILE}' \
 	<"$here/nginx.conf.template" >"$out/nginx.conf"
-cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$out/"
+cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$here/ffdhe2048.pem" "$out/"
 
 # The static upstream exists only when requests go to it: a name in it is
 # resolved once, at start, and nginx refuses to start while it does not resolve.
@@ -159,3 +184,73 @@ REALIP
 else
 	echo "# Rendered by render-conf.sh: REAL_IP_FROM is empty, \$remote_addr is the peer's address." >"$out/items-realip.conf"
 fi
+
+# The public server's listeners (included inside it): plain HTTP, HTTPS beside
+# it, or, with HTTPS_ONLY=1, HTTPS alone (the HTTP listener then belongs to
+# the redirecting server of items-redirect.conf).
+{
+	echo "# Rendered by render-conf.sh: TLS_LISTEN=${TLS_LISTEN:-none}, HTTPS_ONLY=$HTTPS_ONLY."
+	[ "$HTTPS_ONLY" = 1 ] || echo "listen $HTTP_LISTEN default_server;"
+	if [ -n "$TLS_LISTEN" ]; then
+		cat <<TLS
+listen $TLS_LISTEN ssl http2 default_server;
+ssl_certificate "$TLS_CERT";
+ssl_certificate_key "$TLS_KEY";
+# Mozilla's "intermediate" configuration (v5.7): TLS 1.2 and 1.3, AEAD suites
+# with forward secrecy; the client picks (all of them are strong).
+ssl_protocols TLSv1.2 TLSv1.3;
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+ssl_prefer_server_ciphers off;
+ssl_dhparam ffdhe2048.pem;
+ssl_ecdh_curve X25519:prime256v1:secp384r1;
+# Resumption from a cache the workers share (no ticket keys to rotate: a
+# ticket key that never changes would undo forward secrecy).
+ssl_session_cache shared:items_tls:10m;
+ssl_session_timeout 1d;
+ssl_session_tickets off;
+# OCSP stapling, when the certificate names a responder (the generated one
+# does not: nginx then staples nothing, and says so once in its log).
+ssl_stapling on;
+ssl_stapling_verify on;
+TLS
+	fi
+} >"$out/items-listen.conf"
+
+# HTTPS_ONLY=1: the plain-HTTP listener answers nothing but a redirect, the
+# ACME http-01 challenges, and a refusal of writes (their token has already
+# crossed the network in clear: never serve them, say why).
+if [ "$HTTPS_ONLY" = 1 ]; then
+	if [ "$HTTPS_PUBLIC_PORT" = 443 ]; then https_port=""; else https_port=":$HTTPS_PUBLIC_PORT"; fi
+	cat >"$out/items-redirect.conf" <<REDIRECT
+# Rendered by render-conf.sh: HTTPS_ONLY=1.
+server {
+    listen $HTTP_LISTEN default_server;
+    server_name _;
+    include items-headers.conf;
+
+    location ^~ /.well-known/acme-challenge/ {
+        root "$ACME_ROOT";
+        default_type text/plain;
+        try_files \$uri =404;
+    }
+    location / {
+        default_type application/json;
+        if (\$request_method ~ ^(POST|PUT|PATCH|DELETE)\$) {
+            return 403 '{"error":"writes are served over HTTPS only (https://\$host$https_port\$request_uri); the token sent in clear may have been seen: rotate it"}\n';
+        }
+        return 308 https://\$host$https_port\$request_uri;
+    }
+}
+REDIRECT
+else
+	echo "# Rendered by render-conf.sh: HTTPS_ONLY=0, no redirecting server." >"$out/items-redirect.conf"
+fi
+
+# Strict-Transport-Security, with HTTPS_ONLY=1 only (included by
+# items-headers.conf: on every response of the public server, HTTPS alone then).
+if [ "$HTTPS_ONLY" = 1 ]; then
+	echo "add_header Strict-Transport-Security \"max-age=$HSTS_MAX_AGE\" always;" >"$out/items-hsts.conf"
+else
+	echo "# Rendered by render-conf.sh: HTTPS_ONLY=0, no Strict-Transport-Security." >"$out/items-hsts.conf"
+fi
+

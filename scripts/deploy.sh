@@ -10,6 +10,7 @@ Usage: scripts/deploy.sh [--no-build] [--no-rollback] [--timeout SECONDS]
        scripts/deploy.sh --rollback TAG [--timeout SECONDS]
        scripts/deploy.sh --build-only
        scripts/deploy.sh --down [--purge]
+       scripts/deploy.sh --reload-tls
        scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--rollback TAG] [--timeout SECONDS]
        scripts/deploy.sh --swarm --down [--purge]
        scripts/deploy.sh --swarm --print-stack
@@ -45,6 +46,13 @@ no earlier deployment carrying a commit tag, or one that ran the same images, it
 (--swarm: Swarm's own update rollback, failure_action: rollback, undoes a failing api update.)
 
   --down          stop and remove the stack's containers and networks (the data volume stays)
+  --reload-tls    take a renewed certificate (SECRETS_DIR/tls_cert, tls_key, written over the old
+                  files, e.g. by scripts/secrets.sh --renew-tls) without a failed request: checks
+                  that the key matches the certificate, then `nginx -s reload` in the front (old
+                  connections finish on the old certificate) and checks that HTTPS serves the new
+                  one. A file replaced by a rename does not reach the running container (compose
+                  mounts the file): the front is then recreated instead (a short gap), and said so.
+                  With --swarm: a new Swarm secret version, the front service rolls onto it.
   --purge         with --down: also remove the data volume (every item is lost)
   --no-build      start with the images already built
   --rollback TAG  redeploy the images IMAGE_PREFIX-{front,api,db}:TAG built earlier (no build, no
@@ -91,7 +99,14 @@ DEPLOY_STATE_DIR/<COMPOSE_PROJECT_NAME>.log (default /var/lib/items/deploy as ro
 is read from the running containers' images (the commit tags they carry), or that log when the
 stack is down.
 
-Environment (also read from .env): HTTP_PORT (80), HTTP_BIND (0.0.0.0), REGISTRY (unset: no push),
+HTTPS: the front serves HTTPS (TLS 1.2/1.3, HTTP/2) on HTTPS_PORT with the secrets tls_cert and
+tls_key (scripts/secrets.sh makes them from a local CA when missing; its CA is printed at the end);
+HTTPS_ONLY=1 turns plain HTTP into a redirect (308) that refuses writes, and adds HSTS. The smoke
+test goes through both (HTTP/2 over HTTPS). Published on a non-loopback HTTP_BIND without
+HTTPS_ONLY=1, the deploy warns: tokens would cross the network in clear.
+
+Environment (also read from .env): HTTP_PORT (80), HTTPS_PORT (443), HTTP_BIND (0.0.0.0, both
+ports), HTTPS_ONLY (0), HSTS_MAX_AGE (31536000), TLS_HOSTNAMES, REGISTRY (unset: no push),
 IMAGE_PREFIX (items), IMAGE_TAG (latest), SECRETS_DIR (./secrets), COMPOSE_PROJECT_NAME (items),
 COMPOSE_IMPL (docker-compose or docker-compose-plugin: force one compose implementation),
 DEPLOY_STATE_DIR (see above), BACKUP_DIR (see scripts/backup.sh).
@@ -118,6 +133,7 @@ while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
         --down) action=down ;;
+        --reload-tls) action=reload-tls ;;
         --purge) purge=1 ;;
         --swarm) swarm=1 ;;
         --init-swarm) init_swarm=1 ;;
@@ -299,6 +315,49 @@ if [[ $action == down ]] && ((swarm)); then
     exit 0
 fi
 
+# --reload-tls: the renewed certificate into the running front, without a failed request.
+if [[ $action == reload-tls && $swarm == 1 ]]; then
+    # A Swarm secret cannot change: the deploy makes the new files a new version and rolls the front.
+    exec "$0" --swarm --no-build --no-backup --timeout "$timeout"
+fi
+if [[ $action == reload-tls ]]; then
+    dk_engine_running || dk_die "no Docker engine answers"
+    dk_detect_compose
+    tls_dir=$(dk_setting SECRETS_DIR ./secrets)
+    [[ $tls_dir == /* ]] || tls_dir=$DK_ROOT/${tls_dir#./}
+    front=$(dk_cid front)
+    [[ -n $front ]] || dk_die "the front is not running (scripts/deploy.sh starts the stack)"
+    cert_key=$(openssl x509 -in "$tls_dir/tls_cert" -noout -pubkey 2>/dev/null | sha256sum)
+    key_key=$(openssl pkey -in "$tls_dir/tls_key" -pubout 2>/dev/null | sha256sum)
+    [[ $cert_key == "$key_key" && -n $(openssl x509 -in "$tls_dir/tls_cert" -noout -pubkey 2>/dev/null) ]] ||
+        dk_die "$tls_dir/tls_cert and tls_key are not a certificate and its key: nothing reloaded"
+    same=1
+    for f in tls_cert tls_key; do
+        inside=$(docker exec "$front" /usr/bin/busybox sha256sum "/run/secrets/$f" 2>/dev/null | cut -d' ' -f1)
+        [[ $inside == "$(sha256sum <"$tls_dir/$f" | cut -d' ' -f1)" ]] || same=0
+    done
+    if ((same)); then
+        docker exec "$front" /usr/sbin/nginx -c /run/nginx/conf/nginx.conf -s reload ||
+            dk_die "nginx refused the reload (the old certificate is still served): docker logs $front"
+        log "nginx reloaded: new connections get the new certificate, open ones finish on the old"
+    else
+        log "the front sees other files than $tls_dir holds (replaced by a rename, not written over):" \
+            "recreating the front container (a short gap)"
+        dk_compose up -d --no-deps --force-recreate front >&2 || dk_die "could not recreate the front"
+        dk_wait_healthy "$timeout" front || dk_die "the recreated front is not healthy: docker logs $(dk_cid front)"
+    fi
+    want=$(openssl x509 -in "$tls_dir/tls_cert" -noout -fingerprint -sha256)
+    for _ in $(seq 50); do
+        served=$(openssl s_client -connect "127.0.0.1:$(dk_setting HTTPS_PORT 443)" -servername localhost </dev/null 2>/dev/null |
+            openssl x509 -noout -fingerprint -sha256 2>/dev/null || true)
+        [[ $served == "$want" ]] && break
+        sleep 0.2
+    done
+    [[ $served == "$want" ]] || dk_die "HTTPS still serves another certificate (${served:-none}) than $tls_dir/tls_cert"
+    log "HTTPS serves the new certificate (valid until $(openssl x509 -in "$tls_dir/tls_cert" -noout -enddate | cut -d= -f2))"
+    exit 0
+fi
+
 if [[ $action == down ]]; then
     dk_engine_running || dk_die "no Docker engine answers: nothing to stop"
     dk_detect_compose
@@ -458,17 +517,40 @@ fi
 
 port=$(dk_setting HTTP_PORT 80)
 base=http://127.0.0.1:$port
+https_port=$(dk_setting HTTPS_PORT 443)
+https_only=$(dk_setting HTTPS_ONLY 0)
+secrets_abs=$(dk_setting SECRETS_DIR ./secrets)
+[[ $secrets_abs == /* ]] || secrets_abs=$DK_ROOT/${secrets_abs#./}
+# The smoke test trusts the local CA that scripts/secrets.sh made; a certificate of your own may
+# not name 127.0.0.1, so it is then checked for the HTTP/2 answer, not its chain (-k).
+tls_trust=(--insecure)
+[[ -s $secrets_abs/tls_ca.pem ]] && tls_trust=(--cacert "$secrets_abs/tls_ca.pem")
+# smoke PATH EXPECT: GET PATH over HTTPS (HTTP/2) and, unless HTTPS_ONLY=1, over plain HTTP: 200 and
+# a body matching EXPECT; with HTTPS_ONLY=1 plain HTTP must answer 308 instead.
 smoke() {
     local path=$1 expect=$2 body code
     body=$(mktemp)
+    code=$(curl -sS -o "$body" -w '%{http_code} HTTP/%{http_version}' --max-time 5 --http2 "${tls_trust[@]}" \
+        "https://127.0.0.1:$https_port$path" || echo 000)
+    if [[ $code != "200 HTTP/2" ]] || ! grep -q -- "$expect" "$body"; then
+        log "smoke test GET https://127.0.0.1:$https_port$path: $code: $(head -c 300 "$body")"
+        rm -f "$body"
+        return 1
+    fi
     code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$base$path" || echo 000)
-    if [[ $code != 200 ]] || ! grep -q -- "$expect" "$body"; then
-        log "smoke test GET $path: HTTP $code: $(head -c 300 "$body")"
+    local ok=1
+    if [[ $https_only == 1 ]]; then
+        [[ $code == 308 ]] || ok=0
+    elif [[ $code != 200 ]] || ! grep -q -- "$expect" "$body"; then
+        ok=0
+    fi
+    if ((!ok)); then
+        log "smoke test GET $base$path: HTTP $code (HTTPS_ONLY=$https_only): $(head -c 300 "$body")"
         rm -f "$body"
         return 1
     fi
     rm -f "$body"
-    log "smoke test GET $path: 200"
+    log "smoke test GET $path: 200 over HTTPS (HTTP/2), $code over plain HTTP"
 }
 
 # 6. A backup before the db applies migrations to a database that holds data.
@@ -561,6 +643,7 @@ if ((swarm)); then
     cat >&2 <<EOF
 [deploy] the stack $stack is up${rollback_tag:+, rolled back to $rollback_tag}: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(dk_setting PUBLISH_MODE host) mode)
+[deploy]   HTTPS   https://127.0.0.1:$https_port/ (the same published port mode)
 [deploy]   API     $base/status   $base/items
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
@@ -734,14 +817,22 @@ fi
 bind=$(dk_setting HTTP_BIND 0.0.0.0)
 host=$bind
 [[ $host == 0.0.0.0 ]] && host=$(hostname -I 2>/dev/null | awk '{print $1}')
+tls_line="https://${host:-127.0.0.1}:$https_port/"
+[[ -s $secrets_abs/tls_ca.pem ]] && tls_line+="   (curl --cacert $secrets_abs/tls_ca.pem https://localhost:$https_port/items)"
 if [[ -n $rollback_tag ]]; then
     log "rolled back to $rollback_tag in $((SECONDS - start)) s (healthy after ${healthy_after} s; was: ${previous:-unknown})"
 fi
 cat >&2 <<EOF
 [deploy] the stack is up: $deploying, healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
-[deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)
+[deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)$([[ $https_only == 1 ]] && echo "   (HTTPS_ONLY=1: a redirect)")
+[deploy]   HTTPS   $tls_line
 [deploy]   API     $base/status   $base/items
 [deploy]   token   $(cd "$DK_ROOT" && dirname "$(dk_setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
 [deploy]   back    scripts/deploy.sh --rollback ${back:-TAG}   (${back:+the deployment before; }history: $(state_file))
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF
+if [[ $https_only != 1 && ! $bind =~ ^(127\.|::1$|localhost$) ]]; then
+    log "WARNING: published on $bind with plain HTTP serving the API (HTTPS_ONLY is not 1): the API token"
+    log "         of every write crosses the network in clear. On any network you do not own, set"
+    log "         HTTPS_ONLY=1 in .env and run scripts/deploy.sh again (docs/deployment.md, \"HTTPS\")."
+fi

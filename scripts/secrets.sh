@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/secrets.sh [--dir DIR] [--check]
+Usage: scripts/secrets.sh [--dir DIR] [--check] [--renew-tls]
 
 Creates the secret files the compose stack reads through compose `secrets:` (mounted at
 /run/secrets/NAME in the containers, read via *_FILE variables):
@@ -12,15 +12,26 @@ Creates the secret files the compose stack reads through compose `secrets:` (mou
   db_root_password   MariaDB root password            (db)
   db_password        password of the application user (db, api)
   api_token          bearer token for writes           (api)
+  tls_cert, tls_key  the HTTPS certificate (chain) and its key, PEM (front)
 
-Each missing file gets 32 random bytes, hex-encoded. An existing file is never overwritten (an
-empty one is an error). The directory is made 0700; the files 0640, group 10000 (the group the
-api and db containers run with) when run as root, else 0644 inside the 0700 directory (the
-containers' users must be able to read them through the bind mount).
+Each missing password or token gets 32 random bytes, hex-encoded. An existing file is never
+overwritten (an empty one is an error). The directory is made 0700; the files 0640, group 10000
+(the group the api and db containers run with) when run as root, else 0644 inside the 0700
+directory (the containers' users must be able to read them through the bind mount).
+
+When neither tls_cert nor tls_key exists (bring your own: put both there), it makes a local
+certificate authority (tls_ca.pem, its key tls_ca.key 0600, never mounted anywhere) and a server
+certificate from it (ECDSA P-256, 397 days) for localhost, 127.0.0.1, ::1 and TLS_HOSTNAMES
+(names or addresses, spaces or commas), and prints how to trust it:
+curl --cacert DIR/tls_ca.pem https://localhost/. As root, tls_key is made 0400 and owned by
+uid 10001, the front's nginx: nobody else reads it.
 
   --dir DIR   secrets directory (default: SECRETS_DIR from the environment or .env, as compose
               reads it, else ./secrets of the repository)
   --check     create nothing; exit 1 if a secret is missing or empty
+  --renew-tls issue a new server certificate and key from the local CA (tls_ca.key), written over
+              the old files in place (compose bind-mounts the files: a renamed file would not
+              reach a running container); then scripts/deploy.sh --reload-tls
   --help      this text
 
 Rotating a secret of a running stack: scripts/rotate-secret.sh NAME (it changes the password in
@@ -34,11 +45,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # As compose reads it: the environment, then .env.
 dir=$(dk_setting SECRETS_DIR ./secrets)
 check=0
+renew_tls=0
 while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
         --dir) dir=${2:?--dir needs a value}; shift ;;
         --check) check=1 ;;
+        --renew-tls) renew_tls=1 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -46,11 +59,12 @@ done
 [[ $dir == /* ]] || dir=$root/${dir#./}
 
 names=(db_root_password db_password api_token)
+tls_names=(tls_cert tls_key)
 secret_gid=10000
 
 if ((check)); then
     rc=0
-    for name in "${names[@]}"; do
+    for name in "${names[@]}" "${tls_names[@]}"; do
         if [[ ! -s $dir/$name ]]; then
             echo "missing or empty: $dir/$name" >&2
             rc=1
@@ -86,3 +100,90 @@ for name in "${names[@]}"; do
         chmod 0644 "$file"
     fi
 done
+
+# --- the HTTPS certificate ----------------------------------------------------------------------
+
+front_uid=10001
+ca=$dir/tls_ca.pem
+ca_key=$dir/tls_ca.key
+
+# The subjectAltName of the server certificate: localhost, loopback, TLS_HOSTNAMES.
+san_list() {
+    local san="DNS:localhost,IP:127.0.0.1,IP:::1" host
+    for host in $(dk_setting TLS_HOSTNAMES | tr ',' ' '); do
+        if [[ $host =~ ^[0-9.]+$ || $host == *:* ]]; then
+            san+=",IP:$host"
+        elif [[ $host =~ ^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+            san+=",DNS:$host"
+        else
+            echo "error: TLS_HOSTNAMES: '$host' is neither a host name nor an address" >&2
+            exit 1
+        fi
+    done
+    printf '%s' "$san"
+}
+
+# issue_server_cert CERT KEY: a new key and a certificate for it from the local CA.
+issue_server_cert() {
+    local cert=$1 key=$2 csr ext
+    csr=$(mktemp "$dir/.csr.XXXXXX")
+    ext=$(mktemp "$dir/.ext.XXXXXX")
+    printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+        "$(san_list)" >"$ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$key" \
+        -subj "/CN=localhost" -out "$csr" 2>/dev/null
+    openssl x509 -req -in "$csr" -CA "$ca" -CAkey "$ca_key" -CAcreateserial -days 397 -sha256 \
+        -extfile "$ext" -out "$cert" 2>/dev/null
+    rm -f "$csr" "$ext" "$dir/tls_ca.srl"
+}
+
+# tls_modes: the key readable by the front's nginx only (as root); the rest as the other secrets.
+tls_modes() {
+    if [[ $(id -u) -eq 0 ]]; then
+        chown "$front_uid:$front_uid" "$dir/tls_key"
+        chmod 0400 "$dir/tls_key"
+        chmod 0644 "$dir/tls_cert"
+    else
+        chmod 0644 "$dir/tls_key" "$dir/tls_cert"
+    fi
+}
+
+command -v openssl >/dev/null 2>&1 || {
+    if [[ $(id -u) -eq 0 ]] && dk_is_debian; then dk_apt_install openssl; else
+        echo "error: openssl is needed for the HTTPS certificate (Debian: apt-get install openssl)" >&2; exit 1; fi
+}
+
+if ((renew_tls)); then
+    [[ -s $ca && -s $ca_key ]] || { echo "error: no local CA in $dir (tls_ca.pem, tls_ca.key): --renew-tls renews only certificates it made; put your own renewed files in place instead" >&2; exit 1; }
+    tmp=$(mktemp -d "$dir/.renew.XXXXXX")
+    issue_server_cert "$tmp/cert" "$tmp/key"
+    # Over the old files, in place: their inode is what compose mounted into the front.
+    cat "$tmp/key" >"$dir/tls_key"
+    cat "$tmp/cert" >"$dir/tls_cert"
+    rm -rf "$tmp"
+    tls_modes
+    echo "renewed $dir/tls_cert (valid until $(openssl x509 -in "$dir/tls_cert" -noout -enddate | cut -d= -f2)); apply it: scripts/deploy.sh --reload-tls"
+    exit 0
+fi
+
+if [[ -e $dir/tls_cert && -e $dir/tls_key ]]; then
+    [[ -s $dir/tls_cert && -s $dir/tls_key ]] || { echo "error: $dir/tls_cert or tls_key is empty" >&2; exit 1; }
+    echo "kept    $dir/tls_cert, $dir/tls_key"
+elif [[ -e $dir/tls_cert || -e $dir/tls_key ]]; then
+    echo "error: only one of $dir/tls_cert and $dir/tls_key exists: give both (your certificate and its key), or neither (a local CA makes them)" >&2
+    exit 1
+else
+    if [[ ! -s $ca || ! -s $ca_key ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$ca_key" \
+            -out "$ca" -days 3650 -sha256 -subj "/CN=items local CA $(hostname 2>/dev/null || echo host)" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        chmod 0600 "$ca_key"
+        chmod 0644 "$ca"
+        echo "created $ca (a local certificate authority; its key $ca_key stays here)"
+    fi
+    issue_server_cert "$dir/tls_cert" "$dir/tls_key"
+    tls_modes
+    echo "created $dir/tls_cert for $(san_list)"
+    echo "        trust it with: curl --cacert $ca https://localhost/"
+fi
+

@@ -946,7 +946,8 @@ def check_secrets():
             for n in names:
                 assert f"/run/secrets/{n}" in mounts, f"{svc} lacks /run/secrets/{n}"
         mounts = {m["Destination"] for m in inspect(cid("front"))["Mounts"]}
-        assert not any(m.startswith("/run/secrets") for m in mounts), "front gets secrets"
+        front_secrets = sorted(m for m in mounts if m.startswith("/run/secrets"))
+        assert front_secrets == ["/run/secrets/tls_cert", "/run/secrets/tls_key"], f"front gets {front_secrets}"
 
     check("secrets: in no docker inspect / image history / container environment", not_in_inspect)
     check("secrets: in no process's command line or environment", not_in_processes)
@@ -1279,7 +1280,7 @@ def check_plain_compose():
     project = "items-plain"
 
     def call(args, timeout=300, check_rc=True):
-        e = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "SECRETS_DIR", "HTTP_"))}
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "SECRETS_DIR", "HTTP_", "HTTPS_"))}
         proc = subprocess.run(args, cwd=clone, env=e, capture_output=True, text=True, timeout=timeout)
         if check_rc and proc.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-800:]}")
@@ -1288,11 +1289,13 @@ def check_plain_compose():
     def started():
         subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True, timeout=120)
         port = checks.free_port(range(18600, 18620))
-        assert port, "18600-18619 are all taken"
+        https_port = checks.free_port(range(18620, 18640))
+        assert port and https_port, "18600-18639 are all taken"
         with open(os.path.join(REPO, ".env.example"), encoding="utf-8") as f:
             env_file = f.read()
         assert "\nCOMPOSE_PROJECT_NAME=items\n" in env_file, ".env.example names no compose project"
-        overrides = {"COMPOSE_PROJECT_NAME": project, "HTTP_PORT": str(port), "HTTP_BIND": "127.0.0.1",
+        overrides = {"COMPOSE_PROJECT_NAME": project, "HTTP_PORT": str(port), "HTTPS_PORT": str(https_port),
+                     "HTTP_BIND": "127.0.0.1",
                      "EDGE_SUBNET": "172.31.246.0/24", "FRONT_EDGE_IP": "172.31.246.20",
                      "DATA_SUBNET": "172.31.247.0/24", "PUBLIC_SUBNET": "172.31.245.0/24"}
         lines = [ln for ln in env_file.splitlines() if ln.split("=", 1)[0] not in overrides]

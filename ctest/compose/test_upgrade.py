@@ -82,6 +82,7 @@ POLL_MAX_REQUESTS = 20000
 POLL_MAX_SECONDS = DEPLOY_TIMEOUT + 60
 
 PORT = 0
+HTTPS_PORT = 0
 TMP = ""
 CHECKOUT = ""
 SECRETS_DIR = ""
@@ -102,7 +103,7 @@ def env():
                           {"EDGE_SUBNET": EDGE_SUBNET, "API_EDGE_IP": API_EDGE_IP, "FRONT_EDGE_IP": FRONT_EDGE_IP,
                            "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET},
                           drop=("REGISTRY", "COMPOSE_FILE_PATH", "SWARM_FILE_PATH", "COMPOSE_FILE",
-                                "DOCKER_HOST_IGNORE"))
+                                "DOCKER_HOST_IGNORE"), https_port=HTTPS_PORT)
     e.update(STACK_NAME=PROJECT, IMAGE_PREFIX=IMAGE_PREFIX, IMAGE_TAG="latest")
     return e
 
@@ -781,9 +782,9 @@ def step_concurrent():
             log(f"could not drop {SCRATCH_DB}: {exc}")
 
 
-def free_port():
-    wanted = os.environ.get("UPGRADE_HTTP_PORT")
-    return checks.free_port([int(wanted)] if wanted else PORTS)
+def free_port(variable="UPGRADE_HTTP_PORT", candidates=PORTS):
+    wanted = os.environ.get(variable)
+    return checks.free_port([int(wanted)] if wanted else candidates)
 
 
 def cleanup(keep):
@@ -806,7 +807,7 @@ def cleanup(keep):
 
 
 def main():
-    global PORT, TMP, CHECKOUT, SECRETS_DIR
+    global PORT, HTTPS_PORT, TMP, CHECKOUT, SECRETS_DIR
     args = sys.argv[1:]
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
@@ -825,8 +826,10 @@ def main():
             log(f"removing leftovers of an earlier run of project {PROJECT}")
             purge_by_label()
         PORT = free_port()
-        if not report("upgrade: a free loopback port for the front (18580-18599)", PORT != 0,
-                      "18580-18599 are all taken: set UPGRADE_HTTP_PORT"):
+        HTTPS_PORT = free_port("UPGRADE_HTTPS_PORT", range(18560, 18580))
+        if not report("upgrade: free loopback ports for the front (HTTP 18580-18599, HTTPS 18560-18579)",
+                      PORT != 0 and HTTPS_PORT != 0,
+                      "all taken: set UPGRADE_HTTP_PORT, UPGRADE_HTTPS_PORT"):
             return checks.finish()
         log(f"project {PROJECT}, front on 127.0.0.1:{PORT}, edge {EDGE_SUBNET}, data {DATA_SUBNET}, "
             f"images {IMAGE_PREFIX}-*:latest, work in {TMP}")

@@ -109,14 +109,15 @@ def free_port(candidates):
     return 0
 
 
-def deploy_env(project, port, bind, secrets_dir, networks, drop=()):
+def deploy_env(project, port, bind, secrets_dir, networks, drop=(), https_port=443):
     """The environment of a scripts/deploy.sh run of a test's own compose project: this process's,
-    less the names in drop, with the project, its port, secrets and networks.
+    less the names in drop, with the project, its ports (HTTP, HTTPS), secrets and networks.
     networks: a dict of the network settings (PUBLIC_SUBNET, EDGE_SUBNET, FRONT_EDGE_IP,
     DATA_SUBNET; API_EDGE_IP for a checkout from before the api's address was Docker's choice)."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(networks)
-    env.update(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port), HTTP_BIND=bind, SECRETS_DIR=secrets_dir)
+    env.update(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port), HTTPS_PORT=str(https_port), HTTP_BIND=bind,
+               SECRETS_DIR=secrets_dir)
     return env
 
 

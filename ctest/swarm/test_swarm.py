@@ -42,6 +42,7 @@ SERVICES = ("db", "api", "front")
 UID = {"front": 10001, "api": 10002, "db": 10003}
 
 PORT = 0
+HTTPS_PORT = 0
 SECRETS_DIR = ""
 SECRETS = {}
 FIGURES = []  # lines for the closing summary
@@ -60,6 +61,7 @@ def env():
     e.update(
         STACK_NAME=STACK,
         HTTP_PORT=str(PORT),
+        HTTPS_PORT=str(HTTPS_PORT),
         SECRETS_DIR=SECRETS_DIR,
         API_REPLICAS=str(REPLICAS),
         FRONT_UPDATE_ORDER="stop-first",
@@ -339,16 +341,19 @@ def check_definition(deploy_stderr):
 
     def secrets():
         out = stack_secrets()
-        for n in ("api_token", "db_password", "db_root_password"):
+        names_all = ("api_token", "db_password", "db_root_password", "tls_cert", "tls_key")
+        for n in names_all:
             versions = [name for name in out if re.fullmatch(rf"{re.escape(STACK)}_{n}-[0-9a-f]{{12}}", name)]
             assert len(versions) == 1, f"{n}: {out}"
-        assert len(out) == 3, out
-        wanted = {"db": {"db_root_password", "db_password"}, "api": {"db_password", "api_token"}, "front": set()}
+        assert len(out) == len(names_all), out
+        wanted = {"db": {"db_root_password", "db_password"}, "api": {"db_password", "api_token"},
+                  "front": {"tls_cert", "tls_key"}}
         for svc, names in wanted.items():
             got = specs[svc]["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
             assert {g["File"]["Name"] for g in got} == names, f"{svc}: {got}"
             for g in got:
-                assert g["File"]["UID"] == str(UID[svc]) and g["File"]["Mode"] == 0o400, g
+                mode = 0o444 if g["File"]["Name"] == "tls_cert" else 0o400  # a certificate is public
+                assert g["File"]["UID"] == str(UID[svc]) and g["File"]["Mode"] == mode, g
         values = [v for v in SECRETS.values() if v]
         for svc in SERVICES:
             text = json.dumps(specs[svc])
@@ -695,19 +700,20 @@ def leftovers():
     return found
 
 
-def free_port():
-    wanted = os.environ.get("SWARM_HTTP_PORT")
-    return checks.free_port([int(wanted)] if wanted else range(18480, 18500))
+def free_port(variable="SWARM_HTTP_PORT", candidates=range(18480, 18500)):
+    wanted = os.environ.get(variable)
+    return checks.free_port([int(wanted)] if wanted else candidates)
 
 
 def run_checks(keep):
-    global PORT
+    global PORT, HTTPS_PORT
     if leftovers():
         log(f"removing leftovers of an earlier run of stack {STACK}")
         deploy("--swarm", "--down", "--purge", timeout=240)
     PORT = free_port()
-    if not report("a free port for the front on 127.0.0.1", PORT != 0,
-                  "18480-18499 are all taken: set SWARM_HTTP_PORT"):
+    HTTPS_PORT = free_port("SWARM_HTTPS_PORT", range(18500, 18520))
+    if not report("free ports for the front on 127.0.0.1 (HTTP and HTTPS)", PORT != 0 and HTTPS_PORT != 0,
+                  "18480-18499 or 18500-18519 are all taken: set SWARM_HTTP_PORT, SWARM_HTTPS_PORT"):
         return
     log(f"stack {STACK}, front on port {PORT}")
 
