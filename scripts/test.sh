@@ -406,7 +406,12 @@ prepare_db_template() {
 }
 
 # The Docker suites skip (exit 77, "SKIP: reason") where no engine can run them.
-suite_compose() { run_counted compose "$REPO/ctest/compose/test_compose.sh"; }
+# compose: testssl.sh (Debian package testssl.sh, command testssl) scans the HTTPS front
+# (ctest/compose/tls_checks.py).
+suite_compose() {
+  ensure_packages testssl:testssl.sh
+  run_counted compose "$REPO/ctest/compose/test_compose.sh"
+}
 
 suite_upgrade() { run_counted upgrade "$REPO/ctest/compose/test_upgrade.sh"; }
 
