@@ -197,10 +197,12 @@ listen $TLS_LISTEN ssl http2 default_server;
 ssl_certificate "$TLS_CERT";
 ssl_certificate_key "$TLS_KEY";
 # Mozilla's "intermediate" configuration (v5.7): TLS 1.2 and 1.3, AEAD suites
-# with forward secrecy; the client picks (all of them are strong).
+# with forward secrecy. All of them are strong, so Mozilla lets the client
+# pick; the server's order here instead, since testssl.sh 3.0 (Debian 12's,
+# run by the compose suite) rates "no server cipher order" HIGH.
 ssl_protocols TLSv1.2 TLSv1.3;
 ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
-ssl_prefer_server_ciphers off;
+ssl_prefer_server_ciphers on;
 ssl_dhparam ffdhe2048.pem;
 ssl_ecdh_curve X25519:prime256v1:secp384r1;
 # Resumption from a cache the workers share (no ticket keys to rotate: a
@@ -247,9 +249,18 @@ else
 fi
 
 # Strict-Transport-Security, with HTTPS_ONLY=1 only (included by
-# items-headers.conf: on every response of the public server, HTTPS alone then).
+# items-headers.conf: on every response of the public server, HTTPS alone then),
+# and over HTTPS only: the redirecting server includes items-headers.conf too,
+# and RFC 6797 (7.2) forbids the header over plain HTTP. An empty value is no
+# header; the map sits in items-redirect.conf, at the http level.
 if [ "$HTTPS_ONLY" = 1 ]; then
-	echo "add_header Strict-Transport-Security \"max-age=$HSTS_MAX_AGE\" always;" >"$out/items-hsts.conf"
+	echo "add_header Strict-Transport-Security \$items_hsts always;" >"$out/items-hsts.conf"
+	cat >>"$out/items-redirect.conf" <<HSTS
+map \$https \$items_hsts {
+    on      "max-age=$HSTS_MAX_AGE";
+    default "";
+}
+HSTS
 else
 	echo "# Rendered by render-conf.sh: HTTPS_ONLY=0, no Strict-Transport-Security." >"$out/items-hsts.conf"
 fi
