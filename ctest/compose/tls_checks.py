@@ -617,6 +617,7 @@ def run_all(ctx):
                           "server includes items-headers.conf, which includes items-hsts.conf")
 
     def https_only_back():
+        assert state.get("recreated"), "the HTTPS_ONLY=1 check recreated no front: nothing to put back"
         original = state.get("https_only", "0")
         st.recreate_front(original)
         state.pop("recreated", None)
