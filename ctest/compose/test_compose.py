@@ -26,11 +26,13 @@ import checks  # noqa: E402 - after its path
 import db_checks  # noqa: E402 - beside this file
 import restore_checks  # noqa: E402 - beside this file
 import rollback_checks  # noqa: E402 - beside this file
+import tls_checks  # noqa: E402 - beside this file
 from checks import check, log, proc_status, report, tcp_listeners, wait_for  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROJECT = os.environ.get("E2E_PROJECT", "items-e2e")
 PORT = int(os.environ.get("E2E_HTTP_PORT", "80"))
+HTTPS_PORT = int(os.environ.get("E2E_HTTPS_PORT", "443"))
 EDGE_SUBNET = os.environ.get("E2E_EDGE_SUBNET", "172.31.254.0/24")
 FRONT_EDGE_IP = os.environ.get("E2E_FRONT_EDGE_IP", "172.31.254.20")
 DATA_SUBNET = os.environ.get("E2E_DATA_SUBNET", "172.31.252.0/24")
@@ -51,7 +53,7 @@ SERVICES = ("db", "api", "front")
 def env():
     return checks.deploy_env(PROJECT, PORT, "0.0.0.0", SECRETS_DIR,
                              {"EDGE_SUBNET": EDGE_SUBNET, "FRONT_EDGE_IP": FRONT_EDGE_IP,
-                              "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET})
+                              "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET}, https_port=HTTPS_PORT)
 
 
 def run(args, timeout=120, check_rc=True, input_text=None, extra_env=None):
@@ -370,8 +372,9 @@ def check_network():
             bound = {k: v for k, v in (info["NetworkSettings"]["Ports"] or {}).items() if v}
             assert not bound, f"{svc} has host ports {bound}"
         bound = {k: v for k, v in (inspect(front)["NetworkSettings"]["Ports"] or {}).items() if v}
-        assert list(bound) == ["8080/tcp"], f"front publishes {bound}"
+        assert sorted(bound) == ["8080/tcp", "8443/tcp"], f"front publishes {bound}"
         assert bound["8080/tcp"][0]["HostPort"] == str(PORT), bound
+        assert bound["8443/tcp"][0]["HostPort"] == str(HTTPS_PORT), bound
 
     check("network: the probe reaches db:3306 from the api and api:9000 from the front (control)", control)
     check("network: db:3306 unreachable from the front container (by name and by address)", unreachable)
@@ -380,7 +383,7 @@ def check_network():
           internal)
     check("network: api and db have no route out of the stack (routes only into its networks; a default route, "
           "if Docker adds one, ends at its isolation rules); the front's way out is the public network", no_route_out)
-    check("network: api and db publish no host port; front only its HTTP port", ports)
+    check("network: api and db publish no host port; front only its HTTP and HTTPS ports", ports)
 
 
 # --- trust at the FastCGI socket ---------------------------------------------------------------------
@@ -1378,8 +1381,10 @@ def main():
         if leftovers():
             log(f"removing leftovers of an earlier run of project {PROJECT}")
             deploy("--down", "--purge", timeout=180)
-        if not report(f"port {PORT} is free for the test", port_free(PORT),
-                      f"something listens on 127.0.0.1:{PORT}: stop it or set E2E_HTTP_PORT"):
+        if not report(f"ports {PORT} and {HTTPS_PORT} are free for the test",
+                      port_free(PORT) and port_free(HTTPS_PORT),
+                      f"something listens on 127.0.0.1:{PORT} or :{HTTPS_PORT}: stop it or set E2E_HTTP_PORT, "
+                      "E2E_HTTPS_PORT"):
             return finish()
 
         def deployed():
@@ -1407,6 +1412,11 @@ def main():
         check_front_settings()
         check_scale()
         check_rotation()
+        # HTTPS: protocols, ALPN, the chain, HTTPS_ONLY=1, renewal under load, testssl.sh (tls_checks.py)
+        artifacts = os.environ.get("E2E_ARTIFACTS", os.path.join(REPO, "build-test", "logs", "tls"))
+        os.makedirs(artifacts, exist_ok=True)
+        tls_checks.run_all({"repo": REPO, "env": env(), "port": PORT, "https_port": HTTPS_PORT,
+                            "secrets_dir": SECRETS_DIR, "api_token": SECRETS["api_token"], "artifacts": artifacts})
         check_big_pages()
         check_worker_replaced()
         check_schema_gate()
