@@ -55,6 +55,23 @@ Options:
                      MariaDB root socket, compare GET /items?after=99900&limit=100
                      with after=0 (cost ratio must be <= 1.5) and measure
                      GET /items?limit=1000
+  --tls              also over HTTPS (the stack started here gets run-local.sh
+                     TLS=1 on a free port; the certificate is checked against
+                     its local CA): GET /items and its static twin with
+                     keep-alive (wrk, 1 and N connections; the HTTPS ratio is
+                     printed next to the plain-HTTP one), then a new TLS
+                     handshake per request (openssl s_time, one connection at a
+                     time, TLS 1.3 and TLS 1.2), full (-new) and resumed from
+                     nginx's shared session cache (-reuse; the resumed share is
+                     counted, not assumed), on /items and the static twin: the
+                     connections/s, the CPU per connection of each tier, and
+                     the full/resumed cost of a handshake. Figures only: no
+                     speed is asserted
+  --tls-url URL      with --url: the HTTPS listener of that stack
+                     (https://127.0.0.1:PORT; loopback only) [from its
+                     RUN_DIR/env, SAVED_TLS_PORT]
+  --cacert FILE      with --url: the CA to check its certificate with
+                     [RUN_DIR/tls/ca.pem]
   --smoke            every step for ~1 s with few connections: checks that each
                      step runs and every body is right; asserts no speed
   --write-doc        write the results into docs/performance.md (between the
@@ -74,7 +91,7 @@ EOF
 # ---------------------------------------------------------------- options --
 
 URL="" RUN_DIR_OPT="" STATIC_OPT="" DURATION=10 CONNECTIONS=32 STEPS="" SCALE=0 SMOKE=0
-WRITE_DOC=0 KEEP=0 WARMUP=2
+WRITE_DOC=0 KEEP=0 WARMUP=2 TLS=0 TLS_URL="" CACERT=""
 
 parse_args() {
   while (($#)); do
@@ -87,6 +104,9 @@ parse_args() {
       --connections) CONNECTIONS=${2:?--connections needs a value}; shift ;;
       --steps) STEPS=${2:?--steps needs a value}; shift ;;
       --scale) SCALE=1 ;;
+      --tls) TLS=1 ;;
+      --tls-url) TLS_URL=${2:?--tls-url needs a value}; shift ;;
+      --cacert) CACERT=${2:?--cacert needs a value}; shift ;;
       --smoke) SMOKE=1 ;;
       --write-doc) WRITE_DOC=1 ;;
       --keep) KEEP=1 ;;
@@ -118,6 +138,13 @@ parse_args() {
       die "--url must be http://127.x.x.x[:PORT], http://localhost[:PORT] or http://[::1][:PORT] (loopback only): $URL"
     URL=${URL%/}
   fi
+  if [[ -n $TLS_URL ]]; then
+    [[ -n $URL ]] || die "--tls-url goes with --url (the stack started here gets its own HTTPS port)"
+    [[ $TLS_URL =~ ^https://(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|localhost|\[::1\])(:[0-9]{1,5})?/?$ ]] ||
+      die "--tls-url must be https://127.x.x.x[:PORT], https://localhost[:PORT] or https://[::1][:PORT] (loopback only): $TLS_URL"
+    TLS_URL=${TLS_URL%/}
+    TLS=1
+  fi
   if [[ -n $STATIC_OPT && $STATIC_OPT != /* ]]; then
     die "--static-path must start with /"
   fi
@@ -129,7 +156,7 @@ wants() { [[ $STEPS == *",$1,"* ]]; }
 
 # A RUN_DIR from the environment names the stack given with --url.
 ENV_RUN_DIR=${RUN_DIR:-}
-STARTED_STACK=0 RUN_DIR="" OUT_DIR="" BASE=""
+STARTED_STACK=0 RUN_DIR="" OUT_DIR="" BASE="" TLS_BASE=""
 
 cleanup() {
   local rc=$?
@@ -156,7 +183,7 @@ start_stack() {
   log "starting a stack in $RUN_DIR (free ports, workers ${FCGI_WORKERS:-$(nproc)})"
   # run-local.sh chooses the ports (again if one is taken meanwhile).
   if ! env -u API_TOKEN -u NO_TOKEN RUN_DIR="$RUN_DIR" HTTP_PORT=auto \
-    METRICS_PORT=auto DB_PORT=auto FCGI_PORT=auto \
+    METRICS_PORT=auto DB_PORT=auto FCGI_PORT=auto TLS="$TLS" TLS_PORT=auto \
     WRITE_RATE="${WRITE_RATE:-100000r/s}" WRITE_BURST="${WRITE_BURST:-100000}" \
     "$REPO/scripts/run-local.sh" --detach >"$RUN_DIR/bench-stack.log" 2>&1; then
     cat "$RUN_DIR/bench-stack.log" >&2
@@ -164,6 +191,11 @@ start_stack() {
   fi
   BASE=http://127.0.0.1:$(saved_setting "$RUN_DIR" HTTP_PORT)
   log "the stack is up at $BASE"
+  if ((TLS)); then
+    TLS_BASE=https://127.0.0.1:$(saved_setting "$RUN_DIR" TLS_PORT)
+    CACERT=$RUN_DIR/tls/ca.pem
+    log "HTTPS at $TLS_BASE (local CA $CACERT)"
+  fi
   OUT_DIR=$RUN_DIR/bench
   mkdir -p "$OUT_DIR"
 }
@@ -183,6 +215,16 @@ use_stack() {
     die "--scale loads rows through the database socket in RUN_DIR: give --run-dir"
   fi
   OUT_DIR=$(mktemp -d /tmp/items-bench-out.XXXXXX)
+  if ((TLS)); then
+    if [[ -z $TLS_URL ]]; then
+      [[ -n $RUN_DIR ]] || die "--tls with --url needs --tls-url (or the stack's --run-dir)"
+      TLS_URL=https://127.0.0.1:$(saved_setting "$RUN_DIR" TLS_PORT) ||
+        die "--tls: no HTTPS port saved in $RUN_DIR/env (start it with TLS=1, or give --tls-url)"
+    fi
+    TLS_BASE=$TLS_URL
+    CACERT=${CACERT:-${RUN_DIR:+$RUN_DIR/tls/ca.pem}}
+    [[ -r $CACERT ]] || die "--tls: cannot read the CA certificate '${CACERT}': give --cacert"
+  fi
 }
 
 token() {
@@ -203,7 +245,7 @@ fetch() {
   local name=$1 method=$2 path=$3
   shift 3
   curl -sS --max-time 5 -X "$method" -o "$OUT_DIR/$name.body" -D "$OUT_DIR/$name.head" \
-    -w '%{http_code}' "$@" "$BASE$path"
+    -w '%{http_code}' "$@" "${RUN_BASE:-$BASE}$path"
 }
 
 # usage: check_json KIND FILE [ARG]; exits non-zero with a reason when the body
@@ -366,7 +408,11 @@ prepare_list100() {
 
 # -------------------------------------------------------------------- wrk --
 
-declare -A RPS P50 P99 ERRS LABEL CPU
+declare -A RPS P50 P99 ERRS LABEL CPU CPU_NGINX
+# The base URL of the runs and fetches: BASE, or TLS_BASE for the HTTPS steps.
+RUN_BASE=""
+# Extra wrk arguments of the runs (the Connection: close baselines).
+WRK_EXTRA=()
 ORDER=()
 WRK_ERRORS=0
 CLK_TCK=$(getconf CLK_TCK)
@@ -403,14 +449,29 @@ tier_ticks() {
   echo "$total"
 }
 
+# CPU µs per unit that each tier used since the ticks in the named array
+# (tier -> clock ticks), "nginx/workers/db".
+# usage: cpu_per COUNT ARRAY_NAME
+cpu_per() {
+  local count=$1 tier out="" was
+  local -n ticks_ref=$2
+  for tier in nginx workers db; do
+    was=${ticks_ref[$tier]}
+    out+="${out:+/}$(awk -v t="$(($(tier_ticks "$tier") - was))" -v hz="$CLK_TCK" -v n="$count" \
+      'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
+  done
+  printf '%s\n' "$out"
+}
+
 # usage: run_wrk KEY LABEL CONNS PATH [LUA_SCRIPT]
 run_wrk() {
   local key=$1 label=$2 conns=$3 path=$4 script=${5:-$LUA_DIR/report.lua}
   local out=$OUT_DIR/wrk-$key-c$conns.txt line rc=0 tier
+  # shellcheck disable=SC2034 # read by cpu_per, by name
   local -A ticks
   for tier in nginx workers db; do ticks[$tier]=$(tier_ticks "$tier"); done
-  timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 2s --latency \
-    -s "$script" "$BASE$path" >"$out" 2>&1 || rc=$?
+  timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 2s --latency "${WRK_EXTRA[@]}" \
+    -s "$script" "${RUN_BASE:-$BASE}$path" >"$out" 2>&1 || rc=$?
   line=$(grep '^BENCH ' "$out" || true)
   if ((rc != 0)) || [[ -z $line ]]; then
     cat "$out" >&2
@@ -427,13 +488,10 @@ run_wrk() {
   local id=$key:$conns errors=$((status_errors + connect_errors + read_errors + write_errors + timeout_errors))
   RPS[$id]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
   P50[$id]=$p50_us P99[$id]=$p99_us LABEL[$id]=$label
-  CPU[$id]=-
+  CPU[$id]=- CPU_NGINX[$id]=""
   if [[ -n $RUN_DIR ]] && ((requests > 0)); then
-    CPU[$id]=""
-    for tier in nginx workers db; do
-      CPU[$id]+="${CPU[$id]:+/}$(awk -v t="$(($(tier_ticks "$tier") - ticks[$tier]))" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
-    done
+    CPU[$id]=$(cpu_per "$requests" ticks)
+    CPU_NGINX[$id]=${CPU[$id]%%/*}
   fi
   ERRS[$id]=$errors
   if ((errors > 0)); then
@@ -465,6 +523,137 @@ ratio() {
   local id=$1 ref=$2:${1##*:}
   [[ -n ${RPS[$ref]:-} && ${RPS[$ref]} != 0 ]] || { echo "-"; return; }
   awk -v a="${RPS[$id]}" -v b="${RPS[$ref]}" 'BEGIN { printf "%.2f", a / b }'
+}
+
+# ------------------------------------------------------------------ HTTPS --
+
+TLS_RESULT="" HS_ORDER=()
+declare -A HS_LABEL HS_CONNS HS_RATE HS_CPU HS_NGINX HS_RESUMED HS_CLIENT
+
+# The same bodies over HTTPS, the certificate checked against the CA: GET
+# /items is byte for byte the plain-HTTP one, and so is the static twin.
+tls_check_bodies() {
+  local code name
+  RUN_BASE=$TLS_BASE
+  code=$(fetch tls-items GET /items --cacert "$CACERT") ||
+    die "body check tls-items: curl failed (is $CACERT the CA of $TLS_BASE?)"
+  expect_status tls-items "$code" 200
+  cmp -s "$OUT_DIR/items.body" "$OUT_DIR/tls-items.body" || die "body check tls-items: GET /items differs over HTTPS"
+  code=$(fetch tls-static GET "$STATIC_ITEMS" --cacert "$CACERT")
+  expect_status tls-static "$code" 200
+  if [[ -z $STATIC_OPT ]]; then
+    cmp -s "$OUT_DIR/items.body" "$OUT_DIR/tls-static.body" || die "body check tls-static: the static copy differs over HTTPS"
+  fi
+  # The same Content-Security-Policy as over plain HTTP (curl speaks HTTP/2
+  # over TLS: header names come in lower case there).
+  for name in items tls-items; do
+    tr -d '\r' <"$OUT_DIR/$name.head" | sed -n 's/^[Cc]ontent-[Ss]ecurity-[Pp]olicy: *//p' >"$OUT_DIR/$name.csp"
+  done
+  if [[ ! -s $OUT_DIR/items.csp ]] || ! cmp -s "$OUT_DIR/items.csp" "$OUT_DIR/tls-items.csp"; then
+    die "body check tls-items: not the same Content-Security-Policy over HTTPS as over HTTP"
+  fi
+  RUN_BASE=""
+  log "bodies checked over HTTPS ($TLS_BASE, certificate checked against $CACERT): /items, $STATIC_ITEMS"
+}
+
+# usage: run_handshakes KEY LABEL PATH VERSION MODE
+#   VERSION tls1_3 or tls1_2; MODE new (a full handshake per connection) or
+#   reuse (each connection resumes the first one's session)
+# openssl s_time: one connection at a time, each an HTTP/1.0 GET of PATH that
+# nginx answers and closes. Its output has a character per connection, "r"
+# when the session was resumed: the resumed share is counted.
+run_handshakes() {
+  local key=$1 label=$2 path=$3 version=$4 mode=$5 out rc=0 conns start end resumed user_rate
+  local id=$key:$version:$mode hostport=${TLS_BASE#https://}
+  out=$OUT_DIR/s_time-$key-$version-$mode.txt
+  local -A ticks
+  local tier
+  # shellcheck disable=SC2034 # read by cpu_per, by name
+  for tier in nginx workers db; do ticks[$tier]=$(tier_ticks "$tier"); done
+  start=$(date +%s%N)
+  timeout $((DURATION + 30)) openssl s_time -connect "$hostport" -CAfile "$CACERT" "-$version" "-$mode" \
+    -time "$DURATION" -www "$path" >"$out" 2>&1 || rc=$?
+  end=$(date +%s%N)
+  conns=$(sed -n 's/^\([0-9][0-9]*\) connections in [0-9.]*s;.*/\1/p' "$out" | tail -n 1)
+  user_rate=$(sed -n 's/.*; \([0-9.]*\) connections\/user sec.*/\1/p' "$out" | tail -n 1)
+  if ((rc != 0)) || [[ -z $conns ]] || ((conns == 0)); then
+    cat "$out" >&2
+    die "openssl s_time failed on $TLS_BASE$path ($version, -$mode, exit $rc)"
+  fi
+  # The progress lines only: one character per connection.
+  resumed=$(grep -E '^[*rt3]+$' "$out" | tr -cd 'r' | wc -c)
+  HS_LABEL[$id]=$label HS_CONNS[$id]=$conns HS_RESUMED[$id]=$resumed
+  HS_RATE[$id]=$(awk -v n="$conns" -v ns="$((end - start))" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+  # The client's CPU per connection, as s_time counts it (its user time).
+  HS_CLIENT[$id]=$(awk -v r="$user_rate" 'BEGIN { if (r > 0) printf "%.0f", 1e6 / r; else print "-" }')
+  HS_CPU[$id]=- HS_NGINX[$id]=""
+  if [[ -n $RUN_DIR ]]; then
+    HS_CPU[$id]=$(cpu_per "$conns" ticks)
+    HS_NGINX[$id]=${HS_CPU[$id]%%/*}
+  fi
+  HS_ORDER+=("$id")
+  log "$(printf '%-34s %s -%-5s %6s conn/s  resumed %s/%s  CPU us/conn %s  s_time us/conn %s' "$label" \
+    "$version" "$mode" "${HS_RATE[$id]}" "$resumed" "$conns" "${HS_CPU[$id]}" "${HS_CLIENT[$id]}")"
+}
+
+run_tls() {
+  local version
+  tls_check_bodies
+  RUN_BASE=$TLS_BASE
+  run_step tls_static "HTTPS static file, same body (the limit)" "$STATIC_ITEMS"
+  run_step tls_items "HTTPS GET /items ($ITEMS_COUNT rows)" /items
+  RUN_BASE=""
+  # The baseline of a handshake: a new plain-HTTP (TCP) connection per
+  # request, one at a time, as s_time does below.
+  WRK_EXTRA=(-H 'Connection: close')
+  run_wrk close_static "static file, new TCP connection per request" 1 "$STATIC_ITEMS"
+  run_wrk close_items "GET /items, new TCP connection per request" 1 /items
+  WRK_EXTRA=()
+  for version in tls1_3 tls1_2; do
+    run_handshakes hs_static "HTTPS static file, new connection" "$STATIC_ITEMS" "$version" new
+    run_handshakes hs_static "HTTPS static file, new connection" "$STATIC_ITEMS" "$version" reuse
+    run_handshakes hs_items "HTTPS GET /items, new connection" /items "$version" new
+    run_handshakes hs_items "HTTPS GET /items, new connection" /items "$version" reuse
+  done
+  tls_summary
+}
+
+# usage: minus A B -> A - B, or "-" when either is unknown
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", a - b }'; }
+# usage: over A B -> A / B with two decimals, or "-"
+over() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
+
+# The issue's comparisons, printed (never asserted: a shared machine's
+# figures move): the HTTPS ratio next to the plain-HTTP one, and what a full
+# handshake costs against a resumed one. A handshake's cost is nginx's CPU per
+# new HTTPS connection less its CPU per request on a new plain-HTTP connection
+# (the TCP connection and the request itself), both on the same path.
+tls_summary() {
+  local c version key keep full resumed net_full net_resumed
+  TLS_RESULT="| HTTPS vs plain HTTP | conns | GET /items / static, HTTPS | GET /items / static, plain HTTP |"$'\n'
+  TLS_RESULT+="|---|---:|---:|---:|"$'\n'
+  for c in $(conn_counts); do
+    TLS_RESULT+="| ratio to the limit | $c | $(ratio "tls_items:$c" tls_static) | $(ratio "items:$c" static) |"$'\n'
+  done
+  TLS_RESULT+=$'\n'"| new connection per request | TLS | full: conn/s, CPU µs/conn nginx/workers/db | resumed: conn/s, CPU µs/conn (resumed share) | handshake, nginx µs: full / resumed | full ÷ resumed | client (s_time) µs/conn: full / resumed |"$'\n'
+  TLS_RESULT+="|---|---|---:|---:|---:|---:|---:|"$'\n'
+  for key in hs_static hs_items; do
+    if [[ $key == hs_static ]]; then keep=${CPU_NGINX[close_static:1]:-}; else keep=${CPU_NGINX[close_items:1]:-}; fi
+    for version in tls1_3 tls1_2; do
+      full=$key:$version:new resumed=$key:$version:reuse
+      net_full=$(minus "${HS_NGINX[$full]}" "$keep")
+      net_resumed=$(minus "${HS_NGINX[$resumed]}" "$keep")
+      TLS_RESULT+="$(printf '| %s | %s | %s, %s | %s, %s (%s/%s) | %s / %s | %s | %s / %s |' \
+        "${HS_LABEL[$full]#HTTPS }" "${version/tls1_/1.}" "${HS_RATE[$full]}" "${HS_CPU[$full]}" \
+        "${HS_RATE[$resumed]}" "${HS_CPU[$resumed]}" "${HS_RESUMED[$resumed]}" "${HS_CONNS[$resumed]}" \
+        "$net_full" "$net_resumed" "$(over "$net_full" "$net_resumed")" \
+        "${HS_CLIENT[$full]}" "${HS_CLIENT[$resumed]}")"$'\n'
+    done
+  done
+  TLS_RESULT+=$'\n'"Targets (issue 14), not asserted: the HTTPS ratio no worse than the plain-HTTP ratio; a resumed"$'\n'
+  TLS_RESULT+="handshake at least 3x cheaper than a full one (\"full ÷ resumed\": nginx's CPU per new HTTPS connection"$'\n'
+  TLS_RESULT+="less its CPU per request on a new plain-HTTP connection, same path, one connection at a time)."$'\n'
+  printf '\nHTTPS (%s):\n%s' "$TLS_BASE" "$TLS_RESULT"
 }
 
 # ------------------------------------------------------------------ scale --
@@ -562,6 +751,8 @@ build_table() {
     key=${id%%:*}
     case $key in
       static) ref=static ;;
+      tls_static | tls_items) ref=tls_static ;;
+      close_static | close_items) ref=close_static ;;
       list100 | static100 | scale0 | scale99900 | limit1000) ref=static100 ;;
       *) ref=static ;;
     esac
@@ -645,6 +836,12 @@ write_doc() {
     echo "| when | pid | RSS | PSS | requests (pool.log) |"
     echo "|---|---|---:|---:|---:|"
     printf '%s' "$MEMORY_TABLE"
+    if [[ -n $TLS_RESULT ]]; then
+      echo
+      echo "HTTPS (run-local.sh TLS=1, the front's TLS settings; handshakes by openssl s_time):"
+      echo
+      printf '%s' "$TLS_RESULT"
+    fi
     if [[ -n $SCALE_RESULT ]]; then
       echo
       echo "Scale check (100,000 rows):"
@@ -675,6 +872,7 @@ write_doc() {
 main() {
   parse_args "$@"
   ensure_packages wrk:wrk curl:curl python3:python3 ps:procps
+  if ((TLS)); then ensure_packages openssl:openssl; fi
   if ((SCALE)); then ensure_packages mariadb:mariadb-client; fi
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -690,6 +888,8 @@ main() {
   wants status && run_step status "GET /status" /status
   wants items && run_step items "GET /items ($ITEMS_COUNT rows)" /items
   wants item && run_step item "GET /items/{id}" "/items/$FIRST_ID"
+  # Before list100 and post: GET /items must still be the body checked above.
+  ((TLS)) && run_tls
   if wants list100; then
     prepare_list100
     run_step static100 "static file, 100-row body" "$STATIC_100"

@@ -6,6 +6,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/tls.sh
+source "$REPO/scripts/lib/tls.sh"
 
 usage() {
   cat <<EOF
@@ -35,6 +37,15 @@ Environment (defaults in brackets):
                  below the kernel's ephemeral range, so that no outgoing
                  connection takes one meanwhile]
   METRICS_PORT   internal port of nginx serving /metrics [8081]
+  TLS=1          also serve HTTPS on 127.0.0.1:TLS_PORT, as the front container
+                 does (nginx/render-conf.sh TLS_LISTEN: TLS 1.2/1.3, HTTP/2,
+                 the shared session cache), beside plain HTTP on HTTP_PORT
+                 [0: plain HTTP only]. The certificate (localhost, 127.0.0.1,
+                 ::1) comes from a local CA made once under RUN_DIR/tls and
+                 reused: trust RUN_DIR/tls/ca.pem, e.g.
+                 curl --cacert RUN_DIR/tls/ca.pem https://127.0.0.1:TLS_PORT/
+                 (a certificate with less than a day left is issued again)
+  TLS_PORT       HTTPS port with TLS=1 [8443]
   DB_PORT        mariadbd TCP port [3307]
   WORKER_DB_PORT the port the workers connect to [DB_PORT]: for fault drills
                  that put a proxy of their own between the workers and mariadbd
@@ -89,6 +100,13 @@ load_settings() {
   # A development stack: loose write limits unless asked (the image's are 10r/s, burst 20).
   WRITE_RATE=${WRITE_RATE:-${SAVED_WRITE_RATE:-1000r/s}}
   WRITE_BURST=${WRITE_BURST:-${SAVED_WRITE_BURST:-1000}}
+  TLS=${TLS:-${SAVED_TLS:-0}}
+  case $TLS in
+    0 | 1) ;;
+    *) die "TLS must be 0 or 1, not $TLS" ;;
+  esac
+  TLS_PORT=${TLS_PORT:-${SAVED_TLS_PORT:-8443}}
+  TLS_DIR=$RUN_DIR/tls
   DB_DIR=$RUN_DIR/db
   WORKER_BIN=$RUN_DIR/bin/items-fcgi
   DB_TEMPLATE=${DB_TEMPLATE:-}
@@ -119,6 +137,8 @@ SAVED_FCGI_TRANSPORT=$FCGI_TRANSPORT
 SAVED_ITEMS_FCGI=$ITEMS_FCGI
 SAVED_WRITE_RATE=$WRITE_RATE
 SAVED_WRITE_BURST=$WRITE_BURST
+SAVED_TLS=$TLS
+SAVED_TLS_PORT=$TLS_PORT
 EOF
 }
 
@@ -131,6 +151,7 @@ readonly PORT_IN_USE_LOG='Address already in use'
 listen_port_names() {
   printf '%s\n' HTTP_PORT METRICS_PORT DB_PORT
   if [[ $FCGI_TRANSPORT == tcp ]]; then echo FCGI_PORT; fi
+  if ((TLS)); then echo TLS_PORT; fi
 }
 
 # Ports given as "auto", chosen afresh by pick_auto_ports before each try.
@@ -489,8 +510,36 @@ start_pool() {
   echo $! >"$RUN_DIR/pids/pool.pid"
 }
 
+# TLS=1: the local CA (made once, reused by every later start under this
+# RUN_DIR, so that a browser or curl told to trust it keeps trusting it) and
+# a server certificate from it, issued again when it is missing, from another
+# CA, or has less than a day left. The code is secrets.sh's (lib/tls.sh);
+# the files stay root's or the caller's: nginx's master reads them before it
+# drops privileges.
+prepare_tls() {
+  ((TLS)) || return 0
+  ensure_packages openssl:openssl
+  mkdir -p "$TLS_DIR"
+  chmod 755 "$TLS_DIR"
+  if [[ ! -s $TLS_DIR/ca.pem || ! -s $TLS_DIR/ca.key ]]; then
+    (umask 077 && tls_make_ca "$TLS_DIR/ca.pem" "$TLS_DIR/ca.key")
+    log "created a local certificate authority: $TLS_DIR/ca.pem"
+  fi
+  if ! tls_cert_usable "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" "$TLS_DIR/ca.pem" 86400; then
+    (umask 077 && tls_issue_server_cert "$TLS_DIR/ca.pem" "$TLS_DIR/ca.key" \
+      "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" "$(tls_san_list "")" "$TLS_DIR")
+    chmod 644 "$TLS_DIR/cert.pem"
+    log "issued $TLS_DIR/cert.pem (localhost, 127.0.0.1, ::1) from that CA"
+  fi
+}
+
 start_nginx() {
-  HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
+  local tls_env=()
+  if ((TLS)); then
+    tls_env=(TLS_LISTEN="127.0.0.1:$TLS_PORT" TLS_CERT="$TLS_DIR/cert.pem" TLS_KEY="$TLS_DIR/key.pem")
+  fi
+  # The HTTPS settings come from TLS and TLS_PORT only, never inherited.
+  env -u TLS_LISTEN -u TLS_CERT -u TLS_KEY -u HTTPS_ONLY "${tls_env[@]}" HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
     FCGI_UPSTREAM="$FCGI_ADDRESS" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
     WRITE_RATE="$WRITE_RATE" WRITE_BURST="$WRITE_BURST" \
     STATIC_ROOT="$RUN_DIR/html" NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs" \
@@ -502,7 +551,14 @@ start_nginx() {
   echo $! >"$RUN_DIR/pids/nginx.pid"
 }
 
-status_ok() { curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/status" | grep -q '"database_connection":"OK"'; }
+# With TLS=1, over HTTPS too, trusting the local CA: the certificate and the
+# listener are checked before the stack is said to be up.
+status_ok() {
+  curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/status" | grep -q '"database_connection":"OK"' || return 1
+  ((TLS)) || return 0
+  curl -fs --max-time 2 --cacert "$TLS_DIR/ca.pem" "https://127.0.0.1:$TLS_PORT/status" |
+    grep -q '"database_connection":"OK"'
+}
 
 # Healthy means /status is OK through nginx; a daemon that died fails at once.
 wait_healthy() {
@@ -551,6 +607,14 @@ The stack is up:
   page      http://127.0.0.1:$HTTP_PORT/
   API       http://127.0.0.1:$HTTP_PORT/status  http://127.0.0.1:$HTTP_PORT/items
   metrics   http://127.0.0.1:$METRICS_PORT/metrics   (internal listener)
+EOF
+  if ((TLS)); then
+    cat <<EOF
+  HTTPS     https://127.0.0.1:$TLS_PORT/  https://localhost:$TLS_PORT/items
+  local CA  $TLS_DIR/ca.pem   (curl --cacert $TLS_DIR/ca.pem https://127.0.0.1:$TLS_PORT/status)
+EOF
+  fi
+  cat <<EOF
   token     $( [[ -f $RUN_DIR/api-token ]] && echo "in $RUN_DIR/api-token" || echo "none: writes are disabled")
   logs      $RUN_DIR/logs/
 EOF
@@ -608,6 +672,7 @@ start_once() {
   check_ports_free
   ensure_stack_packages
   prepare_run_dir
+  prepare_tls
   build_worker
   install_worker
   save_settings

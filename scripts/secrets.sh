@@ -107,34 +107,19 @@ front_uid=10001
 ca=$dir/tls_ca.pem
 ca_key=$dir/tls_ca.key
 
+# The CA and certificate code, shared with scripts/run-local.sh (TLS=1).
+# shellcheck source=scripts/lib/tls.sh
+. "$root/scripts/lib/tls.sh"
+
 # The subjectAltName of the server certificate: localhost, loopback, TLS_HOSTNAMES.
-san_list() {
-    local san="DNS:localhost,IP:127.0.0.1,IP:::1" host
-    for host in $(dk_setting TLS_HOSTNAMES | tr ',' ' '); do
-        if [[ $host =~ ^[0-9.]+$ || $host == *:* ]]; then
-            san+=",IP:$host"
-        elif [[ $host =~ ^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
-            san+=",DNS:$host"
-        else
-            echo "error: TLS_HOSTNAMES: '$host' is neither a host name nor an address" >&2
-            exit 1
-        fi
-    done
-    printf '%s' "$san"
-}
+san_list() { tls_san_list "$(dk_setting TLS_HOSTNAMES)"; }
 
 # issue_server_cert CERT KEY: a new key and a certificate for it from the local CA.
 issue_server_cert() {
-    local cert=$1 key=$2 csr ext
-    csr=$(mktemp "$dir/.csr.XXXXXX")
-    ext=$(mktemp "$dir/.ext.XXXXXX")
-    printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
-        "$(san_list)" >"$ext"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$key" \
-        -subj "/CN=localhost" -out "$csr" 2>/dev/null
-    openssl x509 -req -in "$csr" -CA "$ca" -CAkey "$ca_key" -CAcreateserial -days 397 -sha256 \
-        -extfile "$ext" -out "$cert" 2>/dev/null
-    rm -f "$csr" "$ext" "$dir/tls_ca.srl"
+    local san
+    # Its own step: a bad TLS_HOSTNAMES stops here, with its message.
+    san=$(san_list)
+    tls_issue_server_cert "$ca" "$ca_key" "$1" "$2" "$san" "$dir"
 }
 
 # tls_modes: the key readable by the front's nginx only (as root); the rest as the other secrets.
@@ -174,11 +159,7 @@ elif [[ -e $dir/tls_cert || -e $dir/tls_key ]]; then
     exit 1
 else
     if [[ ! -s $ca || ! -s $ca_key ]]; then
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$ca_key" \
-            -out "$ca" -days 3650 -sha256 -subj "/CN=items local CA $(hostname 2>/dev/null || echo host)" \
-            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-        chmod 0600 "$ca_key"
-        chmod 0644 "$ca"
+        tls_make_ca "$ca" "$ca_key"
         echo "created $ca (a local certificate authority; its key $ca_key stays here)"
     fi
     issue_server_cert "$dir/tls_cert" "$dir/tls_key"

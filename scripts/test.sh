@@ -56,8 +56,9 @@ their output is shown when they end):
                scripts/soak.sh alone soaks for 300 s
   leak         one worker under valgrind serves 10,000 requests: no definite
                leak, no error (ctest/leak/valgrind-10k.sh)
-  bench        scripts/bench.sh --smoke: every benchmark step runs and every body
-               is right (it asserts no speed: figures come from a full run)
+  bench        scripts/bench.sh --smoke --tls: every benchmark step runs, over
+               HTTPS too, and every body is right (it asserts no speed:
+               figures come from a full run)
   compose      the Docker compose deployment, end to end (needs a Docker engine:
                as root on Debian it installs and starts one; skipped, a
                failure under CI, when there is none)
@@ -364,7 +365,8 @@ suite_leak() {
 suite_bench() {
   local rc=0
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
-  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_logged bench "$REPO/scripts/bench.sh" --smoke || rc=$?
+  # --tls: the HTTPS steps too (run-local.sh TLS=1, s_time handshakes), ~20 s more.
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_logged bench "$REPO/scripts/bench.sh" --smoke --tls || rc=$?
   if ((rc == 0)); then record bench 1 0; else record bench 0 1; fi
 }
 
@@ -373,7 +375,8 @@ suite_browser() {
     skip_suite browser "ctest/browser/package.json is missing"
     return
   fi
-  ensure_packages node:nodejs npm:npm chromium:chromium
+  # certutil: the HTTPS test's Chromium trusts the stack's local CA through an NSS database.
+  ensure_packages node:nodejs npm:npm chromium:chromium certutil:libnss3-tools
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
   (cd "$REPO/ctest/browser" && npm ci --no-audit --no-fund >"$LOG_DIR/browser-npm.log" 2>&1) ||
     { cat "$LOG_DIR/browser-npm.log"; record browser 0 1 0 "npm ci failed"; return; }

@@ -1,15 +1,42 @@
 // Debian's Chromium driven by playwright-core, with watchers that record every
 // console error, page error, dialog, CSP violation and non-loopback request.
 
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
-export function launchBrowser() {
+// `caFile`: a CA certificate (PEM) this browser trusts for servers, as a user
+// would add it: Chromium on Linux reads the user's trust settings from the
+// NSS database in $HOME/.pki/nssdb, so the browser gets a HOME of its own
+// (removed when it closes) whose database holds that CA, trusted for TLS
+// servers only ("C,,"). Certificate errors are never ignored.
+export function launchBrowser({ caFile } = {}) {
+  let home = null;
+  const env = { ...process.env };
+  if (caFile) {
+    home = mkdtempSync(path.join(os.tmpdir(), 'items-browser-home-'));
+    const db = `sql:${path.join(home, '.pki', 'nssdb')}`;
+    try {
+      execFileSync('mkdir', ['-p', path.join(home, '.pki', 'nssdb')]);
+      execFileSync('certutil', ['-N', '-d', db, '--empty-password'], { stdio: 'pipe' });
+      execFileSync('certutil', ['-A', '-d', db, '-n', 'items local CA', '-t', 'C,,', '-i', caFile], { stdio: 'pipe' });
+    } catch (err) {
+      rmSync(home, { recursive: true, force: true });
+      if (err.code === 'ENOENT') throw new Error('certutil is missing: apt-get install libnss3-tools');
+      throw err;
+    }
+    env.HOME = home;
+  }
   // playwright gives every launch a fresh temporary user-data-dir.
-  return chromium.launch({
+  const launched = chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
+    env,
     args: [
       '--headless',
       '--no-sandbox',
@@ -20,6 +47,14 @@ export function launchBrowser() {
       '--disable-component-update',
       '--disable-sync',
     ],
+  });
+  if (!home) return launched;
+  return launched.then((browser) => {
+    browser.on('disconnected', () => rmSync(home, { recursive: true, force: true }));
+    return browser;
+  }, (err) => {
+    rmSync(home, { recursive: true, force: true });
+    throw err;
   });
 }
 

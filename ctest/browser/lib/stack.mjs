@@ -12,6 +12,15 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const RUN_LOCAL = process.env.RUN_LOCAL || path.join(REPO_ROOT, 'scripts', 'run-local.sh');
 
+// The HTTPS listener of a stack started with TLS=1 (run-local.sh): its URL
+// and the local CA its certificate comes from, or null.
+function httpsOf(runDir) {
+  if (!runDir || !existsSync(path.join(runDir, 'env'))) return null;
+  const env = readFileSync(path.join(runDir, 'env'), 'utf8');
+  if (!/^SAVED_TLS=1$/m.test(env)) return null;
+  return { url: `https://127.0.0.1:${savedPort(runDir, 'TLS_PORT')}`, caFile: path.join(runDir, 'tls', 'ca.pem') };
+}
+
 // A port run-local.sh chose for an "auto" one, from RUN_DIR/env.
 function savedPort(runDir, name) {
   const saved = readFileSync(path.join(runDir, 'env'), 'utf8').match(new RegExp(`^SAVED_${name}=(\\d+)$`, 'm'));
@@ -42,7 +51,10 @@ function runLocal(env, args, timeoutMs) {
 
 // `logsDir` receives the stack's logs when a stack started here is stopped.
 // `noToken` starts one here with no token configured (writes answer 403),
-// whatever BASE_URL says.
+// whatever BASE_URL says. The stack started here also serves HTTPS (TLS=1,
+// a free TLS_PORT): `stack.https` is then { url, caFile }; for a stack given
+// by BASE_URL, HTTPS_URL and TLS_CA name them (else RUN_DIR/env does, when
+// that stack was started with TLS=1), and `stack.https` is null without.
 export async function startStack({ logsDir, noToken = false } = {}) {
   if (process.env.BASE_URL && !noToken) {
     const runDir = process.env.RUN_DIR || '';
@@ -52,7 +64,14 @@ export async function startStack({ logsDir, noToken = false } = {}) {
     }
     if (!apiToken) throw new Error('BASE_URL is set: API_TOKEN (or RUN_DIR holding api-token) must be set too');
     const env = { ...process.env };
-    return makeStack({ baseUrl: process.env.BASE_URL.replace(/\/+$/, ''), apiToken, runDir, env, owned: false, logsDir });
+    const stack = makeStack({ baseUrl: process.env.BASE_URL.replace(/\/+$/, ''), apiToken, runDir, env, owned: false, logsDir });
+    if (process.env.HTTPS_URL) {
+      if (!process.env.TLS_CA) throw new Error('HTTPS_URL is set: TLS_CA (the CA certificate of that listener) must be set too');
+      stack.https = { url: process.env.HTTPS_URL.replace(/\/+$/, ''), caFile: process.env.TLS_CA };
+    } else {
+      stack.https = httpsOf(runDir);
+    }
+    return stack;
   }
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'items-browser-'));
   const apiToken = noToken ? '' : randomBytes(24).toString('hex');
@@ -64,6 +83,10 @@ export async function startStack({ logsDir, noToken = false } = {}) {
     METRICS_PORT: 'auto',
     DB_PORT: 'auto',
     FCGI_PORT: 'auto',
+    // HTTPS beside HTTP, as the front container serves it (the page is
+    // tested over both); the local CA is made under RUN_DIR/tls.
+    TLS: noToken ? '0' : '1',
+    TLS_PORT: 'auto',
     API_TOKEN: apiToken,
   };
   delete env.BASE_URL;
@@ -77,8 +100,10 @@ export async function startStack({ logsDir, noToken = false } = {}) {
   try {
     await runLocal(env, ['--detach'], 15 * 60 * 1000);
     stack.baseUrl = `http://127.0.0.1:${savedPort(runDir, 'HTTP_PORT')}`;
+    stack.https = httpsOf(runDir);
     // --db start and --stop act on the ports this start chose.
     for (const name of ['HTTP_PORT', 'METRICS_PORT', 'DB_PORT']) env[name] = String(savedPort(runDir, name));
+    if (stack.https) env.TLS_PORT = String(savedPort(runDir, 'TLS_PORT'));
   } catch (err) {
     await stack.stop().catch(() => {});
     throw new Error(`${err.message}\n(stack logs copied to ${logsDir})`);
@@ -89,6 +114,7 @@ export async function startStack({ logsDir, noToken = false } = {}) {
 function makeStack({ baseUrl, apiToken, runDir, env, owned, logsDir }) {
   return {
     baseUrl,
+    https: null,
     apiToken,
     runDir,
     owned,

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +58,29 @@ async function enterToken(page, value) {
 }
 
 const itemLi = (page, id) => page.locator(`#items-list > li[data-id="${id}"]`);
+
+// GET over HTTPS from node, trusting only `caFile` (not the system's CAs):
+// the chain is checked by node's TLS, independently of the browser.
+function httpsGet(url, caFile) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca: readFileSync(caFile), timeout: 10000 }, (res) => {
+      const chunks = [];
+      // Read now: the socket is detached from the response once it ends.
+      const { authorized } = res.socket;
+      const peer = res.socket.getPeerCertificate(true);
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => resolve({
+        status: res.statusCode,
+        headers: res.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+        authorized,
+        peer,
+      }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timed out`)));
+    req.on('error', reject);
+  });
+}
 
 // Interrupted (Ctrl-C, timeout): still stop the stack started here.
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -339,6 +363,86 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
     assert.match(await page.locator('#edit-notice').textContent(), /supprimé/);
     assert.equal((await api.get(created.id)).status, 404);
     await page.context().close();
+  });
+
+  test('over HTTPS (TLS=1, a browser trusting the local CA): list, create, edit; no mixed content, same CSP', async (t) => {
+    named(t);
+    assert.ok(stack.https, 'the stack serves HTTPS (run-local.sh TLS=1; for BASE_URL: HTTPS_URL and TLS_CA)');
+    const { url: httpsUrl, caFile } = stack.https;
+
+    // The chain, checked by node against the local CA alone; the same CSP as over HTTP.
+    const viaNode = await httpsGet(httpsUrl + '/', caFile);
+    assert.equal(viaNode.status, 200);
+    assert.equal(viaNode.authorized, true, 'node verifies the certificate against the local CA');
+    assert.match(viaNode.peer.issuer.CN, /^items local CA/);
+    const overHttp = await fetch(stack.baseUrl + '/', { signal: AbortSignal.timeout(10000) });
+    const csp = overHttp.headers.get('content-security-policy');
+    assert.ok(csp, 'a CSP over HTTP');
+    assert.equal(viaNode.headers['content-security-policy'], csp, 'the same CSP over HTTPS');
+    assert.equal(viaNode.headers['strict-transport-security'], undefined, 'no HSTS: HTTPS_ONLY=0');
+
+    // A browser without the CA refuses the certificate: the trust below is
+    // the CA's, not certificate errors being ignored.
+    const untrusting = await newPage();
+    await assert.rejects(untrusting.goto(httpsUrl + '/'), /ERR_CERT_AUTHORITY_INVALID/);
+    await untrusting.context().close();
+
+    const trusting = await launchBrowser({ caFile });
+    try {
+      const context = await trusting.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
+      await recorder.attach(context);
+      const mixed = [];
+      context.on('console', (msg) => { if (/mixed content/i.test(msg.text())) mixed.push(msg.text()); });
+      const page = await context.newPage();
+      page.setDefaultTimeout(15000);
+      const firstRequest = recorder.requests.length;
+      const response = await page.goto(httpsUrl + '/');
+      await waitForList(page);
+
+      const security = await response.securityDetails();
+      assert.match(security.issuer, /^items local CA/, `issuer: ${security.issuer}`);
+      assert.match(security.protocol, /^TLS 1\.[23]$/, `protocol: ${security.protocol}`);
+      assert.equal(response.headers()['content-security-policy'], csp, 'the page gets the same CSP over HTTPS');
+      assert.deepEqual(await page.evaluate(() => ({
+        secure: window.isSecureContext,
+        protocol: location.protocol,
+        next: performance.getEntriesByType('navigation')[0].nextHopProtocol,
+      })), { secure: true, protocol: 'https:', next: 'h2' });
+
+      // The list, as over HTTP.
+      const count = await page.locator('#items-list > li').count();
+      assert.equal(count, (await api.all()).length, 'one card per item');
+      await eventually(async () => assert.equal(await page.locator('#status').getAttribute('data-state'), 'ok'));
+
+      // Create with the token, then edit.
+      await enterToken(page, stack.apiToken);
+      const name = 'Créé en HTTPS — « chiffré »';
+      await page.locator('#create-name').fill(name);
+      await page.locator('#create-description').fill('Par TLS 1.3 et HTTP/2.');
+      await page.getByRole('button', { name: 'Ajouter', exact: true }).click();
+      await eventually(async () => assert.match(await page.locator('#edit-notice').textContent(), /ajouté/));
+      const created = (await api.all()).find((i) => i.name === name);
+      assert.ok(created, 'saved through the API');
+      const li = itemLi(page, created.id);
+      await li.locator('button[data-action="edit"]').click();
+      await page.locator(`#edit-${created.id}-name`).fill('Modifié en HTTPS');
+      await page.locator(`#edit-${created.id}-name`).press('Enter');
+      await eventually(async () => assert.equal(await li.locator('.item-name').textContent(), 'Modifié en HTTPS'));
+      const updated = (await api.get(created.id)).data;
+      assert.equal(updated.name, 'Modifié en HTTPS');
+      assert.equal(updated.description, 'Par TLS 1.3 et HTTP/2.');
+      await page.screenshot({ path: path.join(OUTPUT, 'desktop-https.png') });
+
+      // No mixed content: every request of this page went over HTTPS to the same origin.
+      const requested = recorder.requests.slice(firstRequest);
+      assert.ok(requested.length >= 4, `requests seen: ${requested.length}`);
+      const origin = new URL(httpsUrl).origin;
+      assert.deepEqual(requested.filter((u) => !u.startsWith('data:') && new URL(u).origin !== origin), [], 'requests outside the HTTPS origin');
+      assert.deepEqual(mixed, [], 'mixed-content messages');
+      await context.close();
+    } finally {
+      await trusting.close();
+    }
   });
 
   test('two tabs change the same item: the later write gets 412, sees the current version, then succeeds', async (t) => {
