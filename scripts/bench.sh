@@ -65,8 +65,10 @@ Options:
                      nginx's shared session cache (-reuse; the resumed share is
                      counted, not assumed), on /items and the static twin: the
                      connections/s, the CPU per connection of each tier, and
-                     the full/resumed cost of a handshake. Figures only: no
-                     speed is asserted
+                     the cost of a handshake, full and resumed: nginx's CPU per
+                     new HTTPS connection less its CPU per new plain-HTTP
+                     connection on the same path (wrk -H 'Connection: close',
+                     1 connection). Figures only: no speed is asserted
   --tls-url URL      with --url: the HTTPS listener of that stack
                      (https://127.0.0.1:PORT; loopback only) [from its
                      RUN_DIR/env, SAVED_TLS_PORT]
@@ -618,6 +620,13 @@ run_tls() {
   tls_summary
 }
 
+# usage: cpu_sum ID -> the CPU µs per request of every tier together, or "-"
+cpu_sum() {
+  local cpu=${CPU[$1]:--}
+  [[ $cpu != - ]] || { echo -; return; }
+  awk -v c="$cpu" 'BEGIN { n = split(c, t, "/"); for (i = 1; i <= n; i++) s += t[i]; print s }'
+}
+
 # usage: minus A B -> A - B, or "-" when either is unknown
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", a - b }'; }
 # usage: over A B -> A / B with two decimals, or "-"
@@ -630,10 +639,16 @@ over() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || 
 # (the TCP connection and the request itself), both on the same path.
 tls_summary() {
   local c version key keep full resumed net_full net_resumed
-  TLS_RESULT="| HTTPS vs plain HTTP | conns | GET /items / static, HTTPS | GET /items / static, plain HTTP |"$'\n'
-  TLS_RESULT+="|---|---:|---:|---:|"$'\n'
+  # req/s ratios move with whatever else loads the machine; the CPU per
+  # request beside them does not: what TLS adds to a kept-alive request.
+  TLS_RESULT="| HTTPS vs plain HTTP | conns | GET /items / static, HTTPS | GET /items / static, plain HTTP | CPU µs/req all tiers, HTTPS / plain: GET /items; static | nginx µs/req added by TLS: GET /items; static |"$'\n'
+  TLS_RESULT+="|---|---:|---:|---:|---:|---:|"$'\n'
   for c in $(conn_counts); do
-    TLS_RESULT+="| ratio to the limit | $c | $(ratio "tls_items:$c" tls_static) | $(ratio "items:$c" static) |"$'\n'
+    TLS_RESULT+="$(printf '| ratio to the limit | %s | %s | %s | %s / %s; %s / %s | %s; %s |' "$c" \
+      "$(ratio "tls_items:$c" tls_static)" "$(ratio "items:$c" static)" \
+      "$(cpu_sum "tls_items:$c")" "$(cpu_sum "items:$c")" "$(cpu_sum "tls_static:$c")" "$(cpu_sum "static:$c")" \
+      "$(minus "${CPU_NGINX[tls_items:$c]:-}" "${CPU_NGINX[items:$c]:-}")" \
+      "$(minus "${CPU_NGINX[tls_static:$c]:-}" "${CPU_NGINX[static:$c]:-}")")"$'\n'
   done
   TLS_RESULT+=$'\n'"| new connection per request | TLS | full: conn/s, CPU µs/conn nginx/workers/db | resumed: conn/s, CPU µs/conn (resumed share) | handshake, nginx µs: full / resumed | full ÷ resumed | client (s_time) µs/conn: full / resumed |"$'\n'
   TLS_RESULT+="|---|---|---:|---:|---:|---:|---:|"$'\n'

@@ -539,7 +539,8 @@ start_nginx() {
     tls_env=(TLS_LISTEN="127.0.0.1:$TLS_PORT" TLS_CERT="$TLS_DIR/cert.pem" TLS_KEY="$TLS_DIR/key.pem")
   fi
   # The HTTPS settings come from TLS and TLS_PORT only, never inherited.
-  env -u TLS_LISTEN -u TLS_CERT -u TLS_KEY -u HTTPS_ONLY "${tls_env[@]}" HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
+  env -u TLS_LISTEN -u TLS_CERT -u TLS_KEY -u HTTPS_ONLY "${tls_env[@]}" \
+    HTTP_LISTEN="127.0.0.1:$HTTP_PORT" METRICS_LISTEN="127.0.0.1:$METRICS_PORT" \
     FCGI_UPSTREAM="$FCGI_ADDRESS" FCGI_BACKEND=items_api DNS_RESOLVER=127.0.0.1 \
     WRITE_RATE="$WRITE_RATE" WRITE_BURST="$WRITE_BURST" \
     STATIC_ROOT="$RUN_DIR/html" NGINX_RUN_DIR="$RUN_DIR/nginx" NGINX_LOG_DIR="$RUN_DIR/logs" \

@@ -2,7 +2,7 @@
 // console error, page error, dialog, CSP violation and non-loopback request.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -22,7 +22,7 @@ export function launchBrowser({ caFile } = {}) {
     home = mkdtempSync(path.join(os.tmpdir(), 'items-browser-home-'));
     const db = `sql:${path.join(home, '.pki', 'nssdb')}`;
     try {
-      execFileSync('mkdir', ['-p', path.join(home, '.pki', 'nssdb')]);
+      mkdirSync(path.join(home, '.pki', 'nssdb'), { recursive: true });
       execFileSync('certutil', ['-N', '-d', db, '--empty-password'], { stdio: 'pipe' });
       execFileSync('certutil', ['-A', '-d', db, '-n', 'items local CA', '-t', 'C,,', '-i', caFile], { stdio: 'pipe' });
     } catch (err) {
