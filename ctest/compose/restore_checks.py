@@ -265,19 +265,11 @@ def run_all(ctx):
 
 def main():
     repo = os.environ.get("RESTORE_REPO") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    env = {k: os.environ[k] for k in ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "SECRETS_DIR", "BACKUP_DIR")
-           if k in os.environ}
-    missing = {"COMPOSE_PROJECT_NAME", "HTTP_PORT", "SECRETS_DIR"} - env.keys()
-    if missing:
-        print(f"set {', '.join(sorted(missing))} (the deployed stack's environment)", file=sys.stderr)
+    found = checks.stack_from_environment(repo, ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "SECRETS_DIR",
+                                                 "BACKUP_DIR"), ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "SECRETS_DIR"))
+    if found is None:
         return 2
-    secrets = env["SECRETS_DIR"]
-    if not os.path.isabs(secrets):
-        secrets = os.path.join(repo, secrets)
-    token = os.environ.get("API_TOKEN")
-    if not token:
-        with open(os.path.join(secrets, "api_token"), encoding="utf-8") as f:
-            token = f.read().strip()
+    env, token = found
     t0 = time.monotonic()
     run_all({"repo": repo, "env": env, "port": int(env["HTTP_PORT"]), "api_token": token})
     log(f"run_all: {time.monotonic() - t0:.1f} s")

@@ -67,7 +67,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -309,7 +308,7 @@ class ControlServer:
 # --- the HTTPS load of the renewal check -----------------------------------------------------------
 
 
-class HttpsLoad:
+class HttpsLoad(checks.ThreadedLoad):
     """Bounded GET load over HTTPS on 127.0.0.1 (HTTP/1.1): `keepalive` threads each reusing one
     connection, `fresh` threads each opening a new connection per request (every new handshake
     records the certificate served). rate: requests per second in all; at most max_seconds and
@@ -324,18 +323,13 @@ class HttpsLoad:
 
     def __init__(self, st, path="/items?limit=5", rate=60.0, keepalive=2, fresh=2, max_seconds=120,
                  max_requests=8000):
+        super().__init__()
         self.st, self.path, self.rate = st, path, rate
         self.keepalive, self.fresh = keepalive, fresh
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.context = tls_context(st.ca)
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = self.failed = self.retried = self.handshakes = 0
-        self.outcomes = {}
+        self.retried = self.handshakes = 0
         self.fingerprints = {}
-        self.threads = []
-        self.elapsed = 0.0
-        self.started = 0.0
 
     def _count(self, outcome, conn=None):
         with self.lock:
@@ -345,7 +339,7 @@ class HttpsLoad:
                 self.ok += 1
             else:
                 self.failed += 1
-                self.outcomes[str(outcome)] = self.outcomes.get(str(outcome), 0) + 1
+                self.outcomes[str(outcome)] += 1
 
     def _connect(self):
         conn = LoopbackHTTPS(self.st.https_port, self.context)
@@ -393,38 +387,16 @@ class HttpsLoad:
                     conn.close()
                 conn = None
             self._count(outcome)
-            due += interval
-            pause = due - time.monotonic()
-            if pause > 0:
-                self.stop_event.wait(pause)
-            else:
-                due = time.monotonic()
+            due = self._pace(due, interval)
         if conn is not None:
             conn.close()
 
-    def __enter__(self):
-        self.started = time.monotonic()
-        n = self.keepalive + self.fresh
-        interval = n / self.rate
-        self.threads = [threading.Thread(target=self._worker, args=(i < self.keepalive, interval), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(20)
-        self.elapsed = time.monotonic() - self.started
-        return False
-
-    @property
-    def total(self):
-        return self.ok + self.failed
+    def _targets(self):
+        interval = (self.keepalive + self.fresh) / self.rate
+        return [(self._worker, (i < self.keepalive, interval)) for i in range(self.keepalive + self.fresh)]
 
     def summary(self):
-        fails = f" {self.outcomes}" if self.outcomes else ""
+        fails = f" {dict(self.outcomes)}" if self.outcomes else ""
         return (f"{self.total} HTTPS requests in {self.elapsed:.1f} s ({self.keepalive} keep-alive + {self.fresh} "
                 f"new-connection clients), {self.handshakes} handshakes, {self.failed} failed{fails}, "
                 f"{self.retried} resent once after the server closed an idle keep-alive connection")
@@ -762,18 +734,10 @@ def main():
     names = ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "HTTP_BIND", "SECRETS_DIR", "IMAGE_PREFIX",
              "IMAGE_TAG", "PUBLIC_SUBNET", "EDGE_SUBNET", "FRONT_EDGE_IP", "DATA_SUBNET", "HSTS_MAX_AGE",
              "DEPLOY_STATE_DIR", "BACKUP_DIR", "COMPOSE_IMPL")
-    env = {k: os.environ[k] for k in names if k in os.environ}
-    missing = {"COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "SECRETS_DIR"} - env.keys()
-    if missing:
-        print(f"set {', '.join(sorted(missing))} (the deployed stack's environment)", file=sys.stderr)
+    found = checks.stack_from_environment(repo, names, ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "SECRETS_DIR"))
+    if found is None:
         return 2
-    secrets = env["SECRETS_DIR"]
-    if not os.path.isabs(secrets):
-        secrets = os.path.join(repo, secrets)
-    token = os.environ.get("API_TOKEN")
-    if not token:
-        with open(os.path.join(secrets, "api_token"), encoding="utf-8") as f:
-            token = f.read().strip()
+    env, token = found
     if not artifacts:
         artifacts = tempfile.mkdtemp(prefix="tls-checks-artifacts.")
     log(f"artifacts: {artifacts}")

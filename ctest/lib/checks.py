@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -177,26 +178,86 @@ def tcp_listeners(pid):
     return found
 
 
-class Load:
+def stack_from_environment(repo, names, required):
+    """The standalone mode of the compose check modules: (env, api_token) of a stack deployed with
+    the environment variables NAMES (those set), or None after a message when one of REQUIRED is
+    missing. The token: API_TOKEN, else SECRETS_DIR/api_token (SECRETS_DIR relative to REPO)."""
+    env = {k: os.environ[k] for k in names if k in os.environ}
+    missing = set(required) - env.keys()
+    if missing:
+        print(f"set {', '.join(sorted(missing))} (the deployed stack's environment)", file=sys.stderr)
+        return None
+    token = os.environ.get("API_TOKEN")
+    if not token:
+        secrets = env.get("SECRETS_DIR", "./secrets")
+        if not os.path.isabs(secrets):
+            secrets = os.path.join(repo, secrets)
+        with open(os.path.join(secrets, "api_token"), encoding="utf-8") as f:
+            token = f.read().strip()
+    return env, token
+
+
+class ThreadedLoad:
+    """A bounded background load on loopback: the threads _targets() lists run for the `with` block
+    (or until their own bounds); each request counted ok or failed (and how it failed) under a lock.
+    Subclasses say what a thread does."""
+
+    def __init__(self):
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = self.failed = 0
+        self.outcomes = collections.Counter()
+        self.threads = []
+        self.started = self.elapsed = 0.0
+
+    def _targets(self):
+        """[(callable, args)], one a thread."""
+        raise NotImplementedError
+
+    def _pace(self, due, interval):
+        """A thread's fixed rate: waits until its next request is due (unless stopped), and returns
+        when that was; a thread that fell behind starts again from now instead of bursting."""
+        due += interval
+        pause = due - time.monotonic()
+        if pause <= 0:
+            return time.monotonic()
+        self.stop_event.wait(pause)
+        return due
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.threads = [threading.Thread(target=f, args=args, daemon=True) for f, args in self._targets()]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(20)
+        self.elapsed = time.monotonic() - self.started
+        return False
+
+    @property
+    def total(self):
+        return self.ok + self.failed
+
+
+class Load(ThreadedLoad):
     """Continuous, bounded GET load on 127.0.0.1:port: `threads` keep-alive connections, `rate`
     requests per second in all, for the `with` block or at most max_seconds. GET is idempotent: nginx
     passes it to another replica when one fails (fastcgi_next_upstream error timeout).
     Counts: ok (200), failed (anything else, by outcome), slow (over 1 s), max_latency."""
 
     def __init__(self, port, path="/items", rate=100.0, threads=4, max_seconds=150):
-        self.port, self.path, self.rate, self.threads = port, path, rate, threads
+        super().__init__()
+        self.port, self.path, self.rate, self.clients = port, path, rate, threads
         self.max_seconds = max_seconds
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = self.failed = self.slow = 0
-        self.outcomes = collections.Counter()
+        self.slow = 0
         self.max_latency = 0.0
-        self.elapsed = 0.0
-        self.workers = []
-        self.started = 0.0
 
     def _worker(self):
-        interval = self.threads / self.rate
+        interval = self.clients / self.rate
         deadline = time.monotonic() + self.max_seconds
         due = time.monotonic()
         conn = None
@@ -228,32 +289,12 @@ class Load:
                 else:
                     self.failed += 1
                     self.outcomes[outcome] += 1
-            due += interval
-            pause = due - time.monotonic()
-            if pause > 0:
-                self.stop_event.wait(pause)
-            else:
-                due = time.monotonic()
+            due = self._pace(due, interval)
         if conn is not None:
             conn.close()
 
-    def __enter__(self):
-        self.started = time.monotonic()
-        self.workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.threads)]
-        for t in self.workers:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for t in self.workers:
-            t.join(15)
-        self.elapsed = time.monotonic() - self.started
-        return False
-
-    @property
-    def total(self):
-        return self.ok + self.failed
+    def _targets(self):
+        return [(self._worker, ())] * self.clients
 
     def summary(self):
         failures = f" {dict(self.outcomes)}" if self.outcomes else ""
