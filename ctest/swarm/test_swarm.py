@@ -301,7 +301,8 @@ def check_definition(deploy_stderr):
     def front_service():
         s = specs["front"]["Spec"]
         ports = s["EndpointSpec"]["Ports"]
-        assert ports == [{"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": PORT, "PublishMode": "host"}], ports
+        assert ports == [{"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": PORT, "PublishMode": "host"},
+                         {"Protocol": "tcp", "TargetPort": 8443, "PublishedPort": HTTPS_PORT, "PublishMode": "host"}], ports
         u = s["UpdateConfig"]
         assert u["FailureAction"] == "rollback" and u.get("Monitor", 0) > 0, u
         assert u["Order"] == "stop-first", f"{u['Order']}: two front tasks cannot share a host-mode port"
@@ -422,7 +423,7 @@ def check_definition(deploy_stderr):
 
     check("stack: docker stack deploy ignored no option of the stack file", nothing_ignored)
     check(f"api: {REPLICAS} replicas, endpoint_mode dnsrr, start-first update, rollback on failure, FastCGI healthcheck", api_service)
-    check(f"front: published in host mode on {PORT}, update gated with rollback (stop-first: host port), "
+    check(f"front: published in host mode on {PORT} and {HTTPS_PORT} (HTTPS), update gated with rollback (stop-first: host port), "
           "the image's re-resolving config", front_service)
     check("db: one replica, stop-first, its data volume, a placement constraint", db_service)
     check("networks: public, edge and data are overlays, edge and data internal; front on public+edge, api on "
