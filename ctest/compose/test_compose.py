@@ -490,7 +490,7 @@ def check_fcgi_trust():
 def compose_up(*args, extra_env=None):
     """`compose up -d --no-build --no-deps ARGS` in the checkout, for this test's project: what an
     operator runs after editing .env (compose reads the environment before .env)."""
-    return run(plain_compose() + ["up", "-d", "--no-build", "--no-deps", *args], timeout=300, extra_env=extra_env)
+    return run(checks.plain_compose() + ["up", "-d", "--no-build", "--no-deps", *args], timeout=300, extra_env=extra_env)
 
 
 def containers_of(service):
@@ -1265,13 +1265,6 @@ def check_secrets_mismatch():
     check("secrets: with the original secrets back, deploy.sh goes through", accepted)
 
 
-def plain_compose():
-    """The compose command a user types: `docker compose` (v2) if it answers, else `docker-compose`."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    return ["docker-compose"]
-
-
 def check_plain_compose():
     """`scripts/secrets.sh && docker compose up -d` in a checkout starts the stack, and plain
     `docker compose ps` there finds it: the project name and the settings come from .env (made
@@ -1279,7 +1272,7 @@ def check_plain_compose():
     loopback port and subnets of its own."""
     work = tempfile.mkdtemp(prefix="items-plain.")
     clone = os.path.join(work, "checkout")
-    compose = plain_compose()
+    compose = checks.plain_compose()
     project = "items-plain"
 
     def call(args, timeout=300, check_rc=True):

@@ -120,11 +120,6 @@ class Stack:
     def front_env(self, front):
         return dict(e.split("=", 1) for e in self.inspect(front)["Config"]["Env"] if "=" in e)
 
-    def compose(self):
-        if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
-            return ["docker", "compose"]
-        return ["docker-compose"]
-
     def recreate_front(self, https_only):
         """The front alone recreated from the same image with HTTPS_ONLY set; healthy and serving."""
         before = self.cid("front")
@@ -138,7 +133,7 @@ class Stack:
         extra = {"HTTPS_ONLY": https_only}
         if m:
             extra.update(IMAGE_PREFIX=m.group(1), IMAGE_TAG=m.group(2))
-        proc = self.run(self.compose() + ["up", "-d", "--no-build", "--no-deps", "front"], 300, extra)
+        proc = self.run(checks.plain_compose() + ["up", "-d", "--no-build", "--no-deps", "front"], 300, extra)
         assert proc.returncode == 0, f"compose up front (HTTPS_ONLY={https_only}): {proc.stderr[-800:]}"
 
         def ready():

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -176,6 +177,13 @@ def tcp_listeners(pid):
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
             found.append((socket.inet_ntop(family, raw), int(port_hex, 16)))
     return found
+
+
+def plain_compose():
+    """The compose command a user types: `docker compose` (v2) if it answers, else `docker-compose`."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"]
 
 
 def stack_from_environment(repo, names, required):

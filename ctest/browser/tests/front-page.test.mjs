@@ -61,6 +61,17 @@ const itemLi = (page, id) => page.locator(`#items-list > li[data-id="${id}"]`);
 
 // GET over HTTPS from node, trusting only `caFile` (not the system's CAs):
 // the chain is checked by node's TLS, independently of the browser.
+// Fills the create form, submits it, waits for the page's notice: the item as the API then holds it.
+async function createThroughForm(page, name, description) {
+  await page.locator('#create-name').fill(name);
+  await page.locator('#create-description').fill(description);
+  await page.getByRole('button', { name: 'Ajouter', exact: true }).click();
+  await eventually(async () => assert.match(await page.locator('#edit-notice').textContent(), /ajouté/));
+  const created = (await api.all()).find((i) => i.name === name);
+  assert.ok(created, 'saved through the API');
+  return created;
+}
+
 function httpsGet(url, caFile) {
   return new Promise((resolve, reject) => {
     const req = https.get(url, { ca: readFileSync(caFile), timeout: 10000 }, (res) => {
@@ -315,12 +326,7 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
 
     // Create.
     const name = 'Coupe du Monde 2026 — à suivre';
-    await page.locator('#create-name').fill(name);
-    await page.locator('#create-description').fill('Créé depuis le navigateur.\nDeuxième ligne ✓');
-    await page.getByRole('button', { name: 'Ajouter', exact: true }).click();
-    await eventually(async () => assert.match(await page.locator('#edit-notice').textContent(), /ajouté/));
-    const created = (await api.all()).find((i) => i.name === name);
-    assert.ok(created, 'saved through the API');
+    const created = await createThroughForm(page, name, 'Créé depuis le navigateur.\nDeuxième ligne ✓');
     assert.equal(created.description, 'Créé depuis le navigateur.\nDeuxième ligne ✓');
     const li = itemLi(page, created.id);
     assert.equal(await li.locator('.item-name').textContent(), name);
@@ -417,12 +423,7 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
       // Create with the token, then edit.
       await enterToken(page, stack.apiToken);
       const name = 'Créé en HTTPS — « chiffré »';
-      await page.locator('#create-name').fill(name);
-      await page.locator('#create-description').fill('Par TLS 1.3 et HTTP/2.');
-      await page.getByRole('button', { name: 'Ajouter', exact: true }).click();
-      await eventually(async () => assert.match(await page.locator('#edit-notice').textContent(), /ajouté/));
-      const created = (await api.all()).find((i) => i.name === name);
-      assert.ok(created, 'saved through the API');
+      const created = await createThroughForm(page, name, 'Par TLS 1.3 et HTTP/2.');
       const li = itemLi(page, created.id);
       await li.locator('button[data-action="edit"]').click();
       await page.locator(`#edit-${created.id}-name`).fill('Modifié en HTTPS');
