@@ -171,8 +171,11 @@ fi
 
 # shellcheck source=scripts/lib/docker.sh
 . "$(dirname "$0")/lib/docker.sh"
+# shellcheck source=scripts/lib/tls.sh
+. "$(dirname "$0")/lib/tls.sh"
 cd "$DK_ROOT"
 start=$SECONDS
+secrets_dir=$(dk_secrets_dir)
 
 log() { printf '[deploy] %s\n' "$*" >&2; }
 
@@ -323,38 +326,34 @@ fi
 if [[ $action == reload-tls ]]; then
     dk_engine_running || dk_die "no Docker engine answers"
     dk_detect_compose
-    tls_dir=$(dk_setting SECRETS_DIR ./secrets)
-    [[ $tls_dir == /* ]] || tls_dir=$DK_ROOT/${tls_dir#./}
     front=$(dk_cid front)
     [[ -n $front ]] || dk_die "the front is not running (scripts/deploy.sh starts the stack)"
-    cert_key=$(openssl x509 -in "$tls_dir/tls_cert" -noout -pubkey 2>/dev/null | sha256sum)
-    key_key=$(openssl pkey -in "$tls_dir/tls_key" -pubout 2>/dev/null | sha256sum)
-    [[ $cert_key == "$key_key" && -n $(openssl x509 -in "$tls_dir/tls_cert" -noout -pubkey 2>/dev/null) ]] ||
-        dk_die "$tls_dir/tls_cert and tls_key are not a certificate and its key: nothing reloaded"
+    tls_key_matches "$secrets_dir/tls_cert" "$secrets_dir/tls_key" ||
+        dk_die "$secrets_dir/tls_cert and tls_key are not a certificate and its key: nothing reloaded"
     same=1
     for f in tls_cert tls_key; do
         inside=$(docker exec "$front" /usr/bin/busybox sha256sum "/run/secrets/$f" 2>/dev/null | cut -d' ' -f1)
-        [[ $inside == "$(sha256sum <"$tls_dir/$f" | cut -d' ' -f1)" ]] || same=0
+        [[ $inside == "$(sha256sum <"$secrets_dir/$f" | cut -d' ' -f1)" ]] || same=0
     done
     if ((same)); then
         docker exec "$front" /usr/sbin/nginx -c /run/nginx/conf/nginx.conf -s reload ||
             dk_die "nginx refused the reload (the old certificate is still served): docker logs $front"
         log "nginx reloaded: new connections get the new certificate, open ones finish on the old"
     else
-        log "the front sees other files than $tls_dir holds (replaced by a rename, not written over):" \
+        log "the front sees other files than $secrets_dir holds (replaced by a rename, not written over):" \
             "recreating the front container (a short gap)"
         dk_compose up -d --no-deps --force-recreate front >&2 || dk_die "could not recreate the front"
         dk_wait_healthy "$timeout" front || dk_die "the recreated front is not healthy: docker logs $(dk_cid front)"
     fi
-    want=$(openssl x509 -in "$tls_dir/tls_cert" -noout -fingerprint -sha256)
+    want=$(openssl x509 -in "$secrets_dir/tls_cert" -noout -fingerprint -sha256)
     for _ in $(seq 50); do
         served=$(openssl s_client -connect "127.0.0.1:$(dk_setting HTTPS_PORT 443)" -servername localhost </dev/null 2>/dev/null |
             openssl x509 -noout -fingerprint -sha256 2>/dev/null || true)
         [[ $served == "$want" ]] && break
         sleep 0.2
     done
-    [[ $served == "$want" ]] || dk_die "HTTPS still serves another certificate (${served:-none}) than $tls_dir/tls_cert"
-    log "HTTPS serves the new certificate (valid until $(openssl x509 -in "$tls_dir/tls_cert" -noout -enddate | cut -d= -f2))"
+    [[ $served == "$want" ]] || dk_die "HTTPS still serves another certificate (${served:-none}) than $secrets_dir/tls_cert"
+    log "HTTPS serves the new certificate (valid until $(openssl x509 -in "$secrets_dir/tls_cert" -noout -enddate | cut -d= -f2))"
     exit 0
 fi
 
@@ -519,12 +518,10 @@ port=$(dk_setting HTTP_PORT 80)
 base=http://127.0.0.1:$port
 https_port=$(dk_setting HTTPS_PORT 443)
 https_only=$(dk_setting HTTPS_ONLY 0)
-secrets_abs=$(dk_setting SECRETS_DIR ./secrets)
-[[ $secrets_abs == /* ]] || secrets_abs=$DK_ROOT/${secrets_abs#./}
 # The smoke test trusts the local CA that scripts/secrets.sh made; a certificate of your own may
 # not name 127.0.0.1, so it is then checked for the HTTP/2 answer, not its chain (-k).
 tls_trust=(--insecure)
-[[ -s $secrets_abs/tls_ca.pem ]] && tls_trust=(--cacert "$secrets_abs/tls_ca.pem")
+[[ -s $secrets_dir/tls_ca.pem ]] && tls_trust=(--cacert "$secrets_dir/tls_ca.pem")
 # smoke PATH EXPECT: GET PATH over HTTPS (HTTP/2) and, unless HTTPS_ONLY=1, over plain HTTP: 200 and
 # a body matching EXPECT; with HTTPS_ONLY=1 plain HTTP must answer 308 instead.
 smoke() {
@@ -673,7 +670,7 @@ failed() {
 # anything else starts. 1 only for a refused password; a check that cannot run is not a verdict.
 db_accepts_secret() {
     local file pw out
-    file=$(dk_setting SECRETS_DIR ./secrets)/db_password
+    file=$secrets_dir/db_password
     pw=$(<"$file")
     if [[ $pw == *[\\\"]* ]]; then
         log "not checking the database password against $file (it holds a quote or a backslash)"
@@ -741,7 +738,7 @@ start_stack() {
         compose_up -d db || { FAIL_SVC=db FAIL_WHY="compose up db failed"; return 1; }
         dk_wait_healthy "$timeout" db || { FAIL_SVC=db FAIL_WHY="service db is not healthy"; return 1; }
         db_accepts_secret ||
-            dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $(dk_setting SECRETS_DIR ./secrets) (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $(dk_setting SECRETS_DIR ./secrets), or start empty with scripts/deploy.sh --down --purge (deletes every item)."
+            dk_die "the database in volume ${project}_db-data was initialised with other secrets than those in $secrets_dir (a new checkout, or secrets generated again): it refuses their db_password, and the api could not log in. Put the original secrets back in $secrets_dir, or start empty with scripts/deploy.sh --down --purge (deletes every item)."
     fi
     log "starting the stack"
     compose_up -d --remove-orphans || { FAIL_WHY="compose up failed"; return 1; }
@@ -818,7 +815,7 @@ bind=$(dk_setting HTTP_BIND 0.0.0.0)
 host=$bind
 [[ $host == 0.0.0.0 ]] && host=$(hostname -I 2>/dev/null | awk '{print $1}')
 tls_line="https://${host:-127.0.0.1}:$https_port/"
-[[ -s $secrets_abs/tls_ca.pem ]] && tls_line+="   (curl --cacert $secrets_abs/tls_ca.pem https://localhost:$https_port/items)"
+[[ -s $secrets_dir/tls_ca.pem ]] && tls_line+="   (curl --cacert $secrets_dir/tls_ca.pem https://localhost:$https_port/items)"
 if [[ -n $rollback_tag ]]; then
     log "rolled back to $rollback_tag in $((SECONDS - start)) s (healthy after ${healthy_after} s; was: ${previous:-unknown})"
 fi
@@ -827,7 +824,7 @@ cat >&2 <<EOF
 [deploy]   page    http://${host:-127.0.0.1}:$port/   (also $base/)$([[ $https_only == 1 ]] && echo "   (HTTPS_ONLY=1: a redirect)")
 [deploy]   HTTPS   $tls_line
 [deploy]   API     $base/status   $base/items
-[deploy]   token   $(cd "$DK_ROOT" && dirname "$(dk_setting SECRETS_DIR ./secrets)/x")/api_token (for POST/PUT/DELETE)
+[deploy]   token   $secrets_dir/api_token (for POST/PUT/DELETE)
 [deploy]   back    scripts/deploy.sh --rollback ${back:-TAG}   (${back:+the deployment before; }history: $(state_file))
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF

@@ -58,8 +58,7 @@ log() { printf '[rotate] %s\n' "$*" >&2; }
 die() { printf '[rotate] error: %s\n' "$*" >&2; exit 1; }
 
 dk_engine_running || die "no Docker engine answers"
-secrets_dir=$(dk_setting SECRETS_DIR ./secrets)
-[[ $secrets_dir == /* ]] || secrets_dir=$DK_ROOT/${secrets_dir#./}
+secrets_dir=$(dk_secrets_dir)
 file=$secrets_dir/$name
 [[ -s $file ]] || die "$file is missing or empty: nothing to rotate (scripts/secrets.sh creates the secrets)"
 timeout=$(dk_setting ROTATE_TIMEOUT 120)

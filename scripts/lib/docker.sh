@@ -50,6 +50,15 @@ dk_setting() {
     printf '%s' "${value:-$default}"
 }
 
+# The secrets directory as compose reads SECRETS_DIR (default ./secrets), absolute: a relative one
+# is relative to the checkout, as compose.yaml's `file:` paths are.
+dk_secrets_dir() {
+    local dir
+    dir=$(dk_setting SECRETS_DIR ./secrets)
+    [[ $dir == /* ]] || dir=$DK_ROOT/${dir#./}
+    printf '%s' "$dir"
+}
+
 # The compose project: what a plain `docker compose` in the repository uses too (.env).
 COMPOSE_PROJECT=$(dk_setting COMPOSE_PROJECT_NAME items)
 

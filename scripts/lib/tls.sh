@@ -59,5 +59,12 @@ tls_cert_usable() {
     [[ -s $cert && -s $key && -s $ca ]] || return 1
     openssl verify -CAfile "$ca" "$cert" >/dev/null 2>&1 || return 1
     openssl x509 -in "$cert" -noout -checkend "$seconds" >/dev/null 2>&1 || return 1
-    [[ $(openssl x509 -in "$cert" -noout -pubkey 2>/dev/null) == "$(openssl pkey -in "$key" -pubout 2>/dev/null)" ]]
+    tls_key_matches "$cert" "$key"
+}
+
+# tls_key_matches CERT KEY: true when KEY is the private key of CERT's public key (and both read).
+tls_key_matches() {
+    local pub
+    pub=$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null) || return 1
+    [[ -n $pub && $pub == "$(openssl pkey -in "$2" -pubout 2>/dev/null)" ]]
 }
