@@ -206,6 +206,10 @@ test_format_empty(void)
 	    "{route=\"/metrics\"} 0.000000");
 	CHECK_LINE(out.data, "items_db_errors_total 0");
 	CHECK_LINE(out.data, "items_workers 0");
+	CHECK_LINE(out.data, "items_db_up 0");
+	/* Unknown to the caller: left out rather than reported as 0. */
+	CHECK_NO_LINE_WITH(out.data, "items_workers_configured");
+	CHECK_NO_LINE_WITH(out.data, "items_memory");
 	buf_finish(&out);
 }
 
@@ -231,6 +235,10 @@ test_format(void)
 	snap.db_reconnects = 2;
 	snap.worker_starts = 5;
 	snap.workers_alive = 3;
+	snap.db_up = true;
+	snap.workers_configured = 4;
+	snap.memory.has_usage = true;
+	snap.memory.usage_bytes = 123456789012ULL;
 
 	buf_init(&out, BODY_MAX);
 	CHECK_INT_EQ(metrics_format(&snap, &out), 0);
@@ -281,6 +289,13 @@ test_format(void)
 	CHECK_LINE(t, "items_worker_starts_total 5");
 	CHECK_LINE(t, "# TYPE items_workers gauge");
 	CHECK_LINE(t, "items_workers 3");
+	CHECK_LINE(t, "# TYPE items_db_up gauge");
+	CHECK_LINE(t, "items_db_up 1");
+	CHECK_LINE(t, "# TYPE items_workers_configured gauge");
+	CHECK_LINE(t, "items_workers_configured 4");
+	CHECK_LINE(t, "items_memory_bytes 123456789012");
+	/* A container without a memory limit has no limit series. */
+	CHECK_NO_LINE_WITH(t, "items_memory_limit_bytes");
 	buf_finish(&out);
 }
 
@@ -367,10 +382,19 @@ test_shared_file(void)
 		CHECK_LINE(text, "items_db_errors_total 1");
 		CHECK_LINE(text, "items_db_reconnects_total 1");
 		CHECK_LINE(text, "items_worker_starts_total 1");
+		/* The gate of a fresh file is open. */
+		CHECK_LINE(text, "items_db_up 1");
 	}
 	free(text);
 	/* This process holds the only slot of a fresh file. */
 	CHECK_INT_EQ(snap.workers_alive, 1);
+	/* An outage marked by one worker shows in every worker's snapshot. */
+	db_gate_failed(metrics_db_gate(m), 1000, 500);
+	metrics_snapshot(m, &snap);
+	CHECK(!snap.db_up);
+	db_gate_opened(metrics_db_gate(m));
+	metrics_snapshot(m, &snap);
+	CHECK(snap.db_up);
 
 	/*
 	 * A worker killed with -9 never releases its slot: it must not be

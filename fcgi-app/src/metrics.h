@@ -8,10 +8,12 @@
 #ifndef ITEMS_METRICS_H
 #define ITEMS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
+#include "cgroup.h"
 #include "db_gate.h"
 #include "http.h"
 
@@ -38,6 +40,10 @@ struct metrics_snapshot {
 	uint64_t	db_reconnects;
 	uint64_t	worker_starts;
 	unsigned int	workers_alive;
+	bool		db_up;			/* false while the gate marks an outage */
+	/* Filled by the caller, not from the shared file (0/false: left out). */
+	unsigned int	workers_configured;	/* the pool size, FCGI_WORKERS */
+	struct cgroup_memory memory;		/* the container's */
 };
 
 struct metrics;
@@ -60,7 +66,7 @@ void	metrics_record_request(struct metrics *m, enum route_id route,
 void	metrics_record_db_error(struct metrics *m);
 void	metrics_record_db_reconnect(struct metrics *m);
 
-/* Copies the shared counters and counts the workers still alive. */
+/* Copies the shared counters, counts the workers still alive and reads the gate. */
 void	metrics_snapshot(struct metrics *m, struct metrics_snapshot *snap);
 
 /* Renders a snapshot in the Prometheus text format 0.0.4. Returns 0 or -1 (memory). */
