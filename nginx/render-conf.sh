@@ -153,7 +153,7 @@ mkdir -p "$out"
 # shellcheck disable=SC2016 # names for envsubst, not expansions
 envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_BACKEND} ${DNS_RESOLVER} ${WRITE_RATE} ${WRITE_BURST} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR} ${NGINX_WORKER_PROCESSES} ${NGINX_RLIMIT_NOFILE}' \
 	<"$here/nginx.conf.template" >"$out/nginx.conf"
-cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$here/ffdhe2048.pem" "$out/"
+cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$here/items-count.conf" "$here/ffdhe2048.pem" "$out/"
 
 # The static upstream exists only when requests go to it: a name in it is
 # resolved once, at start, and nginx refuses to start while it does not resolve.
@@ -229,6 +229,7 @@ server {
     listen $HTTP_LISTEN default_server;
     server_name _;
     include items-headers.conf;
+    include items-count.conf;
 
     location ^~ /.well-known/acme-challenge/ {
         root "$ACME_ROOT";

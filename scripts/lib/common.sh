@@ -53,6 +53,7 @@ ensure_stack_packages() {
     /usr/include/fcgiapp.h:libfcgi-dev /usr/include/mariadb/mysql.h:libmariadb-dev \
     /usr/include/jansson.h:libjansson-dev \
     spawn-fcgi:spawn-fcgi multiwatch:multiwatch nginx:nginx \
+    /usr/lib/nginx/modules/ngx_http_lua_module.so:libnginx-mod-http-lua \
     mariadbd:mariadb-server mariadb:mariadb-client mariadb-install-db:mariadb-server \
     curl:curl envsubst:gettext-base setsid:util-linux ps:procps
 }
