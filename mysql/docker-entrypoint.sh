@@ -11,6 +11,9 @@
 #   MYSQL_USER, MYSQL_PASSWORD | MYSQL_PASSWORD_FILE application account, created at the first start with
 #                                                    only MYSQL_USER_PRIVILEGES on MYSQL_DATABASE
 #   MYSQL_USER_PRIVILEGES                            default "SELECT, INSERT, UPDATE, DELETE"
+#   MYSQL_EXPORTER_PASSWORD | MYSQL_EXPORTER_PASSWORD_FILE
+#                                                    the monitoring account exporter@'%' (read-only server
+#                                                    status), created or re-keyed at every start
 #   /docker-entrypoint-initdb.d/*.sql|*.sql.gz|*.sql.xz|*.sh
 #                                                    run once, in name order, inside MYSQL_DATABASE
 #   MARIADB_AUTO_UPGRADE                             default 1; 0 = never run mariadb-upgrade (see below)
@@ -296,13 +299,34 @@ drop_remote_root() {
     done <<<"$hosts"
 }
 
+# The monitoring account (prometheus-mysqld-exporter), when MYSQL_EXPORTER_PASSWORD(_FILE) is set:
+# `exporter`@'%' with only what the exporter reads (server status and variables, the process list,
+# replication state, performance_schema) and at most 3 connections. Unlike the other accounts, its
+# password is (re)set from the secret at every start: rotating it is replacing the file and
+# restarting db and mysqld-exporter, and a stack deployed before the monitoring tier gets the
+# account at its next start. No secret: nothing is done (an existing account is left as it is).
+ensure_exporter_account() {
+    local password
+    password=$(env_value EXPORTER_PASSWORD)
+    [[ -n $password ]] || return 0
+    {
+        echo "SET SESSION sql_log_bin = 0;"
+        echo "CREATE USER IF NOT EXISTS 'exporter'@'%' IDENTIFIED BY $(sql_str "$password") WITH MAX_USER_CONNECTIONS 3;"
+        echo "ALTER USER 'exporter'@'%' IDENTIFIED BY $(sql_str "$password") WITH MAX_USER_CONNECTIONS 3;"
+        echo "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'exporter'@'%';"
+        echo "GRANT SELECT ON performance_schema.* TO 'exporter'@'%';"
+    } | client || die "creating the monitoring account exporter@'%' failed"
+    log "monitoring account exporter@'%' ready (PROCESS, REPLICATION CLIENT, SELECT on performance_schema)"
+}
+
 # A start on an initialised datadir, on one temporary server: the MariaDB version check (and upgrade),
-# the remote root accounts, then the pending migrations (none, most of the time).
+# the remote root accounts, the monitoring account, then the pending migrations (none, most of the time).
 start_initialised() {
     trap on_signal TERM INT
     start_temp_server "$@"
     upgrade_if_needed
     drop_remote_root
+    ensure_exporter_account
     run_migrations
     log "stopping the temporary server"
     stop_temp_server
@@ -385,6 +409,7 @@ initialise() {
             echo "GRANT $privileges ON $(sql_ident "$database").* TO $(sql_str "$user")@'%';"
         fi
     } | client || die "creating the accounts failed"
+    ensure_exporter_account
     printf '[mariadb-client]\nuser=healthcheck\npassword=%s\nport=3306\nsocket=%s\n' \
         "$healthcheck_password" "$SOCKET" >"$DATADIR/.my-healthcheck.cnf"
 
