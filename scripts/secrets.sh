@@ -12,6 +12,10 @@ Creates the secret files the compose stack reads through compose `secrets:` (mou
   db_root_password   MariaDB root password            (db)
   db_password        password of the application user (db, api)
   api_token          bearer token for writes           (api)
+  db_exporter_password  password of MariaDB's monitoring account exporter@'%'
+                     (db, mysqld-exporter; the db sets it at every start)
+  alert_webhook_url  where Alertmanager sends alerts: one http(s) URL, yours to write
+                     (created empty: alerts are then shown, sent nowhere)
   tls_cert, tls_key  the HTTPS certificate (chain) and its key, PEM (front)
 
 Each missing password or token gets 32 random bytes, hex-encoded. An existing file is never
@@ -58,7 +62,7 @@ while (($#)); do
 done
 [[ $dir == /* ]] || dir=$root/${dir#./}
 
-names=(db_root_password db_password api_token)
+names=(db_root_password db_password api_token db_exporter_password)
 tls_names=(tls_cert tls_key)
 secret_gid=10000
 
@@ -70,6 +74,10 @@ if ((check)); then
             rc=1
         fi
     done
+    if [[ ! -e $dir/alert_webhook_url ]]; then
+        echo "missing: $dir/alert_webhook_url (may be empty)" >&2
+        rc=1
+    fi
     exit "$rc"
 fi
 
@@ -100,6 +108,21 @@ for name in "${names[@]}"; do
         chmod 0644 "$file"
     fi
 done
+
+# The webhook is the operator's to give (docs/monitoring.md): an empty file is a valid setting.
+webhook=$dir/alert_webhook_url
+if [[ -e $webhook ]]; then
+    echo "kept    $webhook"
+else
+    : >"$webhook"
+    echo "created $webhook (empty: write your pager's or chat's webhook URL in it; docs/monitoring.md)"
+fi
+if [[ $(id -u) -eq 0 ]]; then
+    chgrp "$secret_gid" "$webhook"
+    chmod 0640 "$webhook"
+elif [[ -O $webhook ]]; then
+    chmod 0644 "$webhook"
+fi
 
 # --- the HTTPS certificate ----------------------------------------------------------------------
 
