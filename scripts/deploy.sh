@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/deploy.sh [--no-build] [--no-rollback] [--timeout SECONDS]
+Usage: scripts/deploy.sh [--monitoring] [--no-build] [--no-rollback] [--timeout SECONDS]
        scripts/deploy.sh --rollback TAG [--timeout SECONDS]
        scripts/deploy.sh --build-only
        scripts/deploy.sh --down [--purge]
@@ -45,6 +45,12 @@ a failed rollback is reported, never retried) and exits non-zero saying "rolled 
 no earlier deployment carrying a commit tag, or one that ran the same images, it stops there.
 (--swarm: Swarm's own update rollback, failure_action: rollback, undoes a failing api update.)
 
+  --monitoring    also the monitoring tier (the compose profile "monitoring", as
+                  COMPOSE_PROFILES=monitoring in .env does): Prometheus, Alertmanager, the nginx,
+                  MariaDB and volume exporters (docs/monitoring.md). The deploy then also waits for
+                  them and for every Prometheus target to be up, and prints the Prometheus URL
+                  (127.0.0.1:PROMETHEUS_PORT, 9090). A deploy without it (and without the profile in
+                  .env) removes the monitoring containers; their data volume stays
   --down          stop and remove the stack's containers and networks (the data volume stays)
   --reload-tls    take a renewed certificate (SECRETS_DIR/tls_cert, tls_key, written over the old
                   files, e.g. by scripts/secrets.sh --renew-tls) without a failed request: checks
@@ -129,10 +135,12 @@ init_swarm=0
 rollback_tag=
 auto_rollback=1
 build_only=0
+monitoring=0
 while (($#)); do
     case $1 in
         --help | -h) usage; exit 0 ;;
         --down) action=down ;;
+        --monitoring) monitoring=1 ;;
         --reload-tls) action=reload-tls ;;
         --purge) purge=1 ;;
         --swarm) swarm=1 ;;
@@ -176,6 +184,17 @@ fi
 cd "$DK_ROOT"
 start=$SECONDS
 secrets_dir=$(dk_secrets_dir)
+
+# The monitoring profile: --monitoring, or COMPOSE_PROFILES (environment or .env) naming it. Compose
+# reads COMPOSE_PROFILES itself; --down takes every profile, or it would leave those containers.
+profiles=$(dk_setting COMPOSE_PROFILES)
+if [[ ,$profiles, == *,monitoring,* ]]; then
+    monitoring=1
+fi
+if ((monitoring)) || [[ $action == down ]]; then
+    export COMPOSE_PROFILES=${profiles:+$profiles,}monitoring
+fi
+MONITORING_SERVICES=(prometheus alertmanager nginx-exporter mysqld-exporter volume-exporter)
 
 log() { printf '[deploy] %s\n' "$*" >&2; }
 
@@ -753,6 +772,48 @@ wait_and_smoke() {
     smoke /status '"database_connection":"OK"' || { FAIL_SVC=api FAIL_WHY="/status through the public port"; return 1; }
     smoke /items '^\[' || { FAIL_SVC=api FAIL_WHY="/items through the public port"; return 1; }
     smoke / '<html' || { FAIL_SVC=front FAIL_WHY="the page / through the public port"; return 1; }
+    if ((monitoring)); then
+        if ! dk_wait_healthy "$timeout" "${MONITORING_SERVICES[@]}"; then
+            FAIL_SVC=$DK_FAILED FAIL_WHY="service ${DK_FAILED:-?} is not healthy"
+            return 1
+        fi
+        targets_up || { FAIL_SVC=prometheus FAIL_WHY="Prometheus targets down: $TARGETS_DOWN"; return 1; }
+    fi
+}
+
+# targets_not_up JSON: from Prometheus' /api/v1/targets answer, each target not up ("job instance:
+# health") and each job with no target; nothing when all is well. (grep: no jq on a fresh machine.)
+targets_not_up() {
+    local json=$1 job
+    if [[ $json != *'"activeTargets"'* ]]; then
+        echo "the targets API does not answer"
+        return
+    fi
+    # One target a line: split before each target's discovered labels.
+    printf '%s' "$json" | sed 's/{"discoveredLabels"/\n&/g' | grep -v '"health":"up"' |
+        sed -n 's/.*"instance":"\([^"]*\)".*"job":"\([^"]*\)".*"health":"\([^"]*\)".*/\2 \1: \3/p' | paste -sd';' -
+    for job in api front nginx mysqld volume alertmanager prometheus; do
+        [[ $json == *"\"job\":\"$job\""* ]] || echo "$job: no target"
+    done
+}
+
+# targets_up: every target Prometheus knows reports up (bounded wait: a target is up after its first
+# scrape, 5 s). TARGETS_DOWN lists the others (job instance: error) when it gives up.
+TARGETS_DOWN=
+targets_up() {
+    local port deadline json
+    port=$(dk_setting PROMETHEUS_PORT 9090)
+    deadline=$((SECONDS + 60))
+    while :; do
+        json=$(curl -fsS --max-time 5 "http://127.0.0.1:$port/api/v1/targets?state=active" 2>/dev/null) || json=
+        TARGETS_DOWN=$(targets_not_up "$json")
+        if [[ -z $TARGETS_DOWN ]]; then
+            log "Prometheus: every target up (http://127.0.0.1:$port/targets)"
+            return 0
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep 2
+    done
 }
 
 # The tiers whose container is missing or runs another image than TAG's, one a line.
