@@ -9,25 +9,27 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(selftest unit clang static sanitizers integration fuzz hostile soak leak bench compose browser upgrade swarm)
+ALL_SUITES=(selftest unit clang static promtool sanitizers integration fuzz hostile soak leak bench compose browser upgrade monitoring swarm)
 # A run of every suite takes three lanes (vmstat showed the CPUs 85 % idle
 # during integration and hostile, 50 % during soak, 70 % during the Docker
 # suites):
 #  - BACKGROUND_SUITES need only CPU and time nothing: they run at nice 19,
 #    from the first suite that starts stacks on, and take what the others
 #    leave (a nice 0 process preempts them as it wakes);
-#  - upgrade runs beside compose, in a lane of its own (both mostly wait on
-#    the engine; their projects, ports, subnets, images and secrets are
-#    apart), once the engine and the base image are ready; browser follows
-#    compose in the main lane, beside it too;
+#  - upgrade, then monitoring, run beside compose, in a lane of their own
+#    (they mostly wait on the engine; their projects, ports, subnets, images
+#    and secrets are apart; one after the other, not three stacks at once on
+#    two CPUs: the monitoring drills time alerts), once the engine and the
+#    base image are ready; browser follows compose in the main lane, beside
+#    them too;
 #  - swarm runs after them, alone: Docker 20.10's `docker swarm leave`, at its
 #    end, disconnects every container of the engine from its networks,
 #    compose stacks included (measured: a compose stack beside it lost its
 #    published port and its api its edge address);
 #  - everything else runs one suite at a time.
 # A lane's output is shown whole when it ends.
-BACKGROUND_SUITES=(clang static fuzz)
-BESIDE_COMPOSE_SUITES=(upgrade)
+BACKGROUND_SUITES=(clang static promtool fuzz)
+BESIDE_COMPOSE_SUITES=(upgrade monitoring)
 # Suites that must run with no Docker lane beside them (see above).
 ALONE_SUITES=(swarm)
 BUILD_SUITES=(selftest unit sanitizers)
@@ -37,13 +39,16 @@ usage() {
 usage: scripts/test.sh [--help] [SUITE ...]
 
 Runs the test suites (default: all, in this order, except that when other
-suites run too, clang, static and fuzz run at nice 19 from the integration
-suite on, and upgrade runs beside compose (swarm waits until it has ended);
+suites run too, clang, static, promtool and fuzz run at nice 19 from the
+integration suite on, and upgrade then monitoring run beside compose (swarm
+waits until they have ended);
 their output is shown when they end):
   selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
   clang        the same build and unit tests with clang
   static       cppcheck, clang-tidy (.clang-tidy) and shellcheck: zero findings
+  promtool     the monitoring rules and configuration: promtool check config,
+               check rules, test rules (ctest/monitoring/test_rules.sh)
   sanitizers   the unit suite built with ASan+UBSan
   integration  the API contract through nginx against real local stacks, with
                the worker built with ASan+UBSan (a report fails the test)
@@ -67,6 +72,11 @@ their output is shown when they end):
                clone and upgraded in place to this commit: data, schema
                version, a second deploy, a tampered migration, concurrent
                runners (ctest/compose/test_upgrade.sh; Docker, as compose)
+  monitoring   scripts/deploy.sh --monitoring on a stack of its own: every
+               Prometheus target up, the tier hardened, api replicas scraped,
+               the dashboard, and the fault drills (db stopped, workers killed,
+               api stopped under load) timed to a webhook receiver
+               (ctest/compose/test_monitoring.sh; Docker, as compose)
   swarm        the Docker Swarm stack, end to end: 3 api replicas, rolling update,
                killed replica, token rotation, scaling, all under load (skipped,
                a failure under CI, when the engine cannot run a swarm;
@@ -418,6 +428,10 @@ suite_compose() {
 
 suite_upgrade() { run_counted upgrade "$REPO/ctest/compose/test_upgrade.sh"; }
 
+suite_monitoring() { run_counted monitoring "$REPO/ctest/compose/test_monitoring.sh"; }
+
+suite_promtool() { run_counted promtool "$REPO/ctest/monitoring/test_rules.sh"; }
+
 suite_swarm() { run_counted swarm "$REPO/ctest/swarm/test_swarm.sh"; }
 
 # True when one of the words before -- is among those after it.
@@ -519,7 +533,7 @@ main() {
   local started=$SECONDS
   prepare_db_template "${suites[@]}"
   # In the background only beside other suites (alone, they run as listed).
-  local background=() others=0 background_pid="" ran=" " lane_pids=() lane_names=() b
+  local background=() others=0 background_pid="" ran=" " lane_pids=() lane_names=() beside=() b
   for s in "${suites[@]}"; do
     if in_list "$s" -- "${BACKGROUND_SUITES[@]}"; then background+=("$s"); else others=1; fi
   done
@@ -538,14 +552,18 @@ main() {
       background_pid=$LANE_PID
     fi
     if [[ $s == compose ]]; then
+      beside=()
       for b in "${BESIDE_COMPOSE_SUITES[@]}"; do
         if [[ $ran != *" $b "* ]] && in_list "$b" -- "${suites[@]}"; then
-          ((${#lane_pids[@]})) || prepare_docker
-          start_lane "$b" 0 "$b"
-          lane_pids+=("$LANE_PID") lane_names+=("$b")
+          beside+=("$b")
           ran+="$b "
         fi
       done
+      if ((${#beside[@]})); then
+        ((${#lane_pids[@]})) || prepare_docker
+        start_lane beside-compose 0 "${beside[@]}"
+        lane_pids+=("$LANE_PID") lane_names+=(beside-compose)
+      fi
     fi
     if in_list "$s" -- "${ALONE_SUITES[@]}"; then
       for b in "${!lane_pids[@]}"; do finish_lane "${lane_names[b]}" "${lane_pids[b]}"; done

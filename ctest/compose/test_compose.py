@@ -1294,6 +1294,7 @@ def check_plain_compose():
                      "HTTP_BIND": "127.0.0.1",
                      "EDGE_SUBNET": "172.31.246.0/24", "FRONT_EDGE_IP": "172.31.246.20",
                      "DATA_SUBNET": "172.31.247.0/24", "PUBLIC_SUBNET": "172.31.245.0/24"}
+        overrides.update(checks.monitoring_networks(overrides))
         lines = [ln for ln in env_file.splitlines() if ln.split("=", 1)[0] not in overrides]
         with open(os.path.join(clone, ".env"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines + [f"{k}={v}" for k, v in overrides.items()]) + "\n")

@@ -727,7 +727,8 @@ def main():
             return 2
         args = args[2:]
     names = ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "HTTP_BIND", "SECRETS_DIR", "IMAGE_PREFIX",
-             "IMAGE_TAG", "PUBLIC_SUBNET", "EDGE_SUBNET", "FRONT_EDGE_IP", "DATA_SUBNET", "HSTS_MAX_AGE",
+             "IMAGE_TAG", "PUBLIC_SUBNET", "EDGE_SUBNET", "FRONT_EDGE_IP", "DATA_SUBNET", "MONITORING_SUBNET",
+             "MONITORING_OUT_SUBNET", "HSTS_MAX_AGE",
              "DEPLOY_STATE_DIR", "BACKUP_DIR", "COMPOSE_IMPL")
     found = checks.stack_from_environment(repo, names, ("COMPOSE_PROJECT_NAME", "HTTP_PORT", "HTTPS_PORT", "SECRETS_DIR"))
     if found is None:

@@ -10,6 +10,7 @@ helpers that read a container's processes from the host.
 
 import collections
 import http.client
+import ipaddress
 import json
 import os
 import socket
@@ -111,12 +112,24 @@ def free_port(candidates):
     return 0
 
 
+def monitoring_networks(networks):
+    """MONITORING_SUBNET and MONITORING_OUT_SUBNET for a test stack whose EDGE_SUBNET is
+    172.31.X.0/24: 172.30.X.0/24 and 172.29.X.0/24. docker-compose creates a profile's networks even
+    when the profile is off, so two stacks on the defaults would claim the same subnets."""
+    edge = networks.get("EDGE_SUBNET")
+    if not edge:
+        return {}
+    octet = ipaddress.ip_network(edge).network_address.packed[2]
+    return {"MONITORING_SUBNET": f"172.30.{octet}.0/24", "MONITORING_OUT_SUBNET": f"172.29.{octet}.0/24"}
+
+
 def deploy_env(project, port, bind, secrets_dir, networks, drop=(), https_port=443):
     """The environment of a scripts/deploy.sh run of a test's own compose project: this process's,
     less the names in drop, with the project, its ports (HTTP, HTTPS), secrets and networks.
     networks: a dict of the network settings (PUBLIC_SUBNET, EDGE_SUBNET, FRONT_EDGE_IP,
     DATA_SUBNET; API_EDGE_IP for a checkout from before the api's address was Docker's choice)."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(monitoring_networks(networks))
     env.update(networks)
     env.update(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port), HTTPS_PORT=str(https_port), HTTP_BIND=bind,
                SECRETS_DIR=secrets_dir)
