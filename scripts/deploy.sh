@@ -319,10 +319,10 @@ if [[ $action == down ]] && ((swarm)); then
         log "no stack $stack in this swarm"
     fi
     # The stack's volumes on this node: the run-time tmpfs ones (db-run, front-run) hold nothing;
-    # the data volume goes only with --purge. (Other nodes keep theirs: docker volume rm there.)
+    # the data volumes (db-data, prometheus-data) go only with --purge. (Other nodes keep theirs: docker volume rm there.)
     while read -r volume; do
         [[ -n $volume ]] || continue
-        if [[ $volume == "${stack}_db-data" ]] && ((!purge)); then
+        if [[ $volume == "${stack}_db-data" || $volume == "${stack}_prometheus-data" ]] && ((!purge)); then
             log "the data volume $volume is kept (--purge removes it)"
             continue
         fi
@@ -656,6 +656,9 @@ if ((swarm)); then
     dk_prune_stack_secrets "$stack" "$stack_file"
     smoke /status '"database_connection":"OK"' || swarm_failed "${stack}_api" "/status through the published port"
     smoke /items '^\[' || swarm_failed "${stack}_api" "/items through the published port"
+    if ((monitoring)); then
+        targets_up || swarm_failed "${stack}_prometheus" "Prometheus targets down: $TARGETS_DOWN"
+    fi
     cat >&2 <<EOF
 [deploy] the stack $stack is up${rollback_tag:+, rolled back to $rollback_tag}: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(dk_setting PUBLISH_MODE host) mode)
@@ -664,6 +667,9 @@ if ((swarm)); then
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
 EOF
+    if ((monitoring)); then
+        log "  metrics $(prometheus_where)"
+    fi
     exit 0
 fi
 
@@ -781,6 +787,26 @@ wait_and_smoke() {
     fi
 }
 
+# prometheus_get PATH: Prometheus' answer, through its loopback port (compose) or from inside its
+# task on this node (Swarm publishes no loopback-only port).
+prometheus_get() {
+    local c
+    if ((swarm)); then
+        c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_prometheus" | head -n 1)
+        [[ -n $c ]] || return 1
+        docker exec "$c" busybox wget -q -T 5 -O - "http://127.0.0.1:9090$1" 2>/dev/null
+    else
+        curl -fsS --max-time 5 "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)$1" 2>/dev/null
+    fi
+}
+prometheus_where() {
+    if ((swarm)); then
+        echo "docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=${stack}_prometheus) busybox wget -qO- http://127.0.0.1:9090/api/v1/targets"
+    else
+        echo "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)/targets"
+    fi
+}
+
 # targets_not_up JSON: from Prometheus' /api/v1/targets answer, each target not up ("job instance:
 # health") and each job with no target; nothing when all is well. (grep: no jq on a fresh machine.)
 targets_not_up() {
@@ -801,14 +827,13 @@ targets_not_up() {
 # scrape, 5 s). TARGETS_DOWN lists the others (job instance: error) when it gives up.
 TARGETS_DOWN=
 targets_up() {
-    local port deadline json
-    port=$(dk_setting PROMETHEUS_PORT 9090)
+    local deadline json
     deadline=$((SECONDS + 60))
     while :; do
-        json=$(curl -fsS --max-time 5 "http://127.0.0.1:$port/api/v1/targets?state=active" 2>/dev/null) || json=
+        json=$(prometheus_get "/api/v1/targets?state=active") || json=
         TARGETS_DOWN=$(targets_not_up "$json")
         if [[ -z $TARGETS_DOWN ]]; then
-            log "Prometheus: every target up (http://127.0.0.1:$port/targets)"
+            log "Prometheus: every target up ($(prometheus_where))"
             return 0
         fi
         ((SECONDS < deadline)) || return 1
@@ -889,6 +914,9 @@ cat >&2 <<EOF
 [deploy]   back    scripts/deploy.sh --rollback ${back:-TAG}   (${back:+the deployment before; }history: $(state_file))
 [deploy]   stop    scripts/deploy.sh --down   (--purge also deletes the data)
 EOF
+if ((monitoring)); then
+    log "  metrics http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)/consoles/items.html   (Prometheus, this host only; alerts: http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)/alerts)"
+fi
 if [[ $https_only != 1 && ! $bind =~ ^(127\.|::1$|localhost$) ]]; then
     log "WARNING: published on $bind with plain HTTP serving the API (HTTPS_ONLY is not 1): the API token"
     log "         of every write crosses the network in clear. On any network you do not own, set"

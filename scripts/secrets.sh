@@ -15,7 +15,7 @@ Creates the secret files the compose stack reads through compose `secrets:` (mou
   db_exporter_password  password of MariaDB's monitoring account exporter@'%'
                      (db, mysqld-exporter; the db sets it at every start)
   alert_webhook_url  where Alertmanager sends alerts: one http(s) URL, yours to write
-                     (created empty: alerts are then shown, sent nowhere)
+                     (created as "none": alerts are then shown, sent nowhere)
   tls_cert, tls_key  the HTTPS certificate (chain) and its key, PEM (front)
 
 Each missing password or token gets 32 random bytes, hex-encoded. An existing file is never
@@ -75,7 +75,7 @@ if ((check)); then
         fi
     done
     if [[ ! -e $dir/alert_webhook_url ]]; then
-        echo "missing: $dir/alert_webhook_url (may be empty)" >&2
+        echo "missing: $dir/alert_webhook_url (\"none\" or a URL)" >&2
         rc=1
     fi
     exit "$rc"
@@ -109,13 +109,14 @@ for name in "${names[@]}"; do
     fi
 done
 
-# The webhook is the operator's to give (docs/monitoring.md): an empty file is a valid setting.
+# The webhook is the operator's to give (docs/monitoring.md). "none" (not an empty file: Swarm
+# refuses an empty secret) sends alerts nowhere.
 webhook=$dir/alert_webhook_url
 if [[ -e $webhook ]]; then
     echo "kept    $webhook"
 else
-    : >"$webhook"
-    echo "created $webhook (empty: write your pager's or chat's webhook URL in it; docs/monitoring.md)"
+    echo none >"$webhook"
+    echo "created $webhook (\"none\": write your pager's or chat's webhook URL in its place; docs/monitoring.md)"
 fi
 if [[ $(id -u) -eq 0 ]]; then
     chgrp "$secret_gid" "$webhook"

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
@@ -342,13 +343,14 @@ def check_definition(deploy_stderr):
 
     def secrets():
         out = stack_secrets()
-        names_all = ("api_token", "db_password", "db_root_password", "tls_cert", "tls_key")
+        names_all = ("api_token", "db_password", "db_root_password", "tls_cert", "tls_key", "db_exporter_password",
+                     "alert_webhook_url")
         for n in names_all:
             versions = [name for name in out if re.fullmatch(rf"{re.escape(STACK)}_{n}-[0-9a-f]{{12}}", name)]
             assert len(versions) == 1, f"{n}: {out}"
         assert len(out) == len(names_all), out
-        wanted = {"db": {"db_root_password", "db_password"}, "api": {"db_password", "api_token"},
-                  "front": {"tls_cert", "tls_key"}}
+        wanted = {"db": {"db_root_password", "db_password", "db_exporter_password"},
+                  "api": {"db_password", "api_token"}, "front": {"tls_cert", "tls_key"}}
         for svc, names in wanted.items():
             got = specs[svc]["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
             assert {g["File"]["Name"] for g in got} == names, f"{svc}: {got}"
@@ -460,6 +462,43 @@ def check_api():
     check(f"api: GET /status 200, database OK, through 127.0.0.1:{PORT}", status)
     check("api: POST /items with the token from the Swarm secret 201, read back", write_read)
     check("api: POST /items without a token 401", unauthorized)
+
+
+def prometheus_query(expr):
+    """An instant query, asked from inside the Prometheus task (Swarm publishes no loopback-only
+    port): [(labels, value)]."""
+    (c,) = containers("prometheus")[:1]
+    url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    out = docker("exec", c, "busybox", "wget", "-q", "-T", "5", "-O", "-", url, timeout=30).stdout
+    return [(r["metric"], float(r["value"][1])) for r in json.loads(out)["data"]["result"]]
+
+
+def check_monitoring():
+    def every_replica():
+        def scraped():
+            up = prometheus_query('up{job="api"} == 1')
+            return len(up) == REPLICAS and up
+        up = wait_for(scraped, 60, interval=1)
+        assert up, f"api targets: {prometheus_query('up')} (want {REPLICAS} api targets up, one per task)"
+        tasks = sorted(api_task_addresses())
+        assert sorted(m["instance"].split(":")[0] for m, _ in up) == tasks, (up, tasks)
+        per = prometheus_query("items_workers_configured")
+        total = prometheus_query("sum(items_workers_configured)")
+        alive = prometheus_query("sum(items_workers)")
+        assert len(per) == REPLICAS and total[0][1] == sum(v for _, v in per) == alive[0][1], (per, total, alive)
+        figure(f"monitoring: {len(up)} api tasks scraped through tasks.api ({', '.join(tasks)}); "
+               f"workers {alive[0][1]:.0f} alive of {total[0][1]:.0f} configured, summed over the replicas")
+
+    def all_targets_up():
+        down = [(m["job"], m["instance"]) for m, v in prometheus_query("up") if v != 1]
+        jobs = {m["job"] for m, _ in prometheus_query("up")}
+        assert not down and {"api", "front", "nginx", "mysqld", "volume", "alertmanager", "prometheus"} <= jobs, \
+            (down, jobs)
+
+    check(f"monitoring (--monitoring): Prometheus scrapes each of the {REPLICAS} api tasks (DNS SD of tasks.api), "
+          "the per-replica series sum to the pool", every_replica)
+    check("monitoring: every target up under Swarm (api, front, nginx, mysqld, volume, alertmanager, prometheus)",
+          all_targets_up)
 
 
 def check_backup_and_schema():
@@ -722,7 +761,7 @@ def run_checks(keep):
 
     def deployed():
         t0 = time.monotonic()
-        proc = deploy("--swarm", "--timeout", "300")
+        proc = deploy("--swarm", "--monitoring", "--timeout", "300")
         result["stderr"] = proc.stderr
         log(f"deploy.sh --swarm (build included) took {time.monotonic() - t0:.1f} s")
         for line in proc.stderr.splitlines():
@@ -737,6 +776,7 @@ def run_checks(keep):
 
     check_definition(result["stderr"])
     check_api()
+    check_monitoring()
     check_backup_and_schema()
     check_spread()
     throughput = Throughput()

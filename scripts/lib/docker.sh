@@ -353,7 +353,7 @@ dk_stack_file() {
     [[ ${DK_STACK_EXPLAIN:-0} == 1 ]] && explain=(--explain)
     "${COMPOSE[@]}" --project-directory "$DK_ROOT" -f "$COMPOSE_FILE_PATH" -f "$SWARM_FILE_PATH" \
         -p "$COMPOSE_PROJECT" config "${format[@]}" |
-        "$py" "$DK_LIB_DIR/stackfile.py" --stack "$stack" "${explain[@]}"
+        "$py" "$DK_LIB_DIR/stackfile.py" --stack "$stack" --profiles "${COMPOSE_PROFILES:-}" "${explain[@]}"
 }
 
 # dk_prune_stack_secrets STACK STACK_FILE: removes the stack's secrets that the stack file no longer

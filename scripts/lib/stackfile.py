@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn compose's merged configuration of compose.yaml + compose.swarm.yaml into a stack file.
 
-usage: compose config | scripts/lib/stackfile.py [--stack NAME] [--explain] > stack.json
+usage: compose config | scripts/lib/stackfile.py [--stack NAME] [--profiles LIST] [--explain] > stack.json
 
 Reads the output of `docker-compose -f compose.yaml -f compose.swarm.yaml config` (YAML, compose
 1.29) or `docker compose ... config --format json` (v2) on stdin, writes a stack file for
@@ -17,7 +17,9 @@ service or is listed here as left out on purpose:
                                             sets that (its per-replica value wins)
   depends_on, long form (schema error)   dropped: Swarm has no start-up order; the api answers 503
                                             until the db is up, nginx 502 until an api task is healthy
-  profiles (schema error)                the service is left out (it is opt-in in compose)
+  profiles (schema error)                the service is left out (it is opt-in in compose), unless
+                                            one of its profiles is in --profiles (COMPOSE_PROFILES):
+                                            then it is kept, without the key
   top-level name (v2 output)             dropped
   silently dropped or ignored            done here
   tmpfs: ["/path:uid=..,mode=..,size=.."] dropped when compose.swarm.yaml mounts a volume on the same
@@ -31,7 +33,9 @@ service or is listed here as left out on purpose:
   networks.*.ipv4_address, network ipam  dropped (compose's fixed front address; overlay subnets are
                                             allocated by Swarm)
   ports "ip:published:target" (or v2's   dropped when compose.swarm.yaml publishes the same target
-  long form with host_ip)                   (Swarm has no host address); otherwise -> host mode
+  long form with host_ip)                   (Swarm has no host address); otherwise -> host mode,
+                                            except on a loopback address (Prometheus' UI): dropped,
+                                            host mode would publish it on every address of the node
 Also: numbers that the stack schema wants as strings (cpus) or integers (published ports) are cast.
 
 --stack NAME: every secret read from a file is named NAME_<secret>-<first 12 hex digits of the
@@ -124,10 +128,23 @@ def convert_ports(name, ports, notes):
         if key in kept:
             notes.append(f"{name}: port {kept[key][2]} replaced by compose.swarm.yaml's")
         kept[key] = (entry, has_host_ip, original)
-    for _, _, original in kept.values():
-        if isinstance(original, str):
+    for key, (entry, has_host_ip, original) in list(kept.items()):
+        if has_host_ip and is_loopback(original):
+            notes.append(f"{name}: port {original} dropped (loopback only: Swarm would publish it on "
+                         "every address of the node)")
+            del kept[key]
+        elif isinstance(original, str):
             notes.append(f"{name}: port {original} -> host mode")
     return [entry for entry, _, _ in kept.values()]
+
+
+def is_loopback(original):
+    """A port published on 127.0.0.1 or ::1 only (short form or v2's long form)."""
+    if isinstance(original, dict):
+        host = str(original.get("host_ip", ""))
+    else:
+        host = str(original).split("/")[0].rsplit(":", 2)[0] if str(original).count(":") >= 2 else ""
+    return host.strip("[]") in ("127.0.0.1", "::1", "localhost")
 
 
 def convert_service(name, svc, notes):
@@ -205,13 +222,16 @@ def versioned_secrets(secrets, stack, notes):
         notes.append(f"secret {key}: named {secret['name']} (after its content)")
 
 
-def convert(cfg, notes, stack=None):
+def convert(cfg, notes, stack=None, profiles=()):
     out = {"version": STACK_VERSION}
     services = {}
     for name, svc in (cfg.get("services") or {}).items():
         if svc.get("profiles"):
-            notes.append(f"{name}: left out (profiles {svc['profiles']})")
-            continue
+            if not set(svc["profiles"]) & set(profiles):
+                notes.append(f"{name}: left out (profiles {svc['profiles']})")
+                continue
+            notes.append(f"{name}: kept (profile {sorted(set(svc['profiles']) & set(profiles))[0]} is on)")
+            del svc["profiles"]
         services[name] = convert_service(name, svc, notes)
     out["services"] = services
     networks = {}
@@ -244,8 +264,11 @@ def main():
         stack_name = args[args.index("--stack") + 1]
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", stack_name):
             sys.exit(f"stackfile.py: bad stack name {stack_name!r}")
+    profiles = ()
+    if "--profiles" in args:
+        profiles = [p for p in args[args.index("--profiles") + 1].split(",") if p]
     notes = []
-    stack = convert(cfg, notes, stack_name)
+    stack = convert(cfg, notes, stack_name, profiles)
     json.dump(stack, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     if "--explain" in sys.argv[1:]:
