@@ -596,6 +596,60 @@ if ((backup)); then
     fi
 fi
 
+# prometheus_get PATH: Prometheus' answer, through its loopback port (compose) or from inside its
+# task on this node (Swarm publishes no loopback-only port).
+prometheus_get() {
+    local c
+    if ((swarm)); then
+        c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_prometheus" | head -n 1)
+        [[ -n $c ]] || return 1
+        docker exec "$c" busybox wget -q -T 5 -O - "http://127.0.0.1:9090$1" 2>/dev/null
+    else
+        curl -fsS --max-time 5 "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)$1" 2>/dev/null
+    fi
+}
+prometheus_where() {
+    if ((swarm)); then
+        echo "docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=${stack}_prometheus) busybox wget -qO- http://127.0.0.1:9090/api/v1/targets"
+    else
+        echo "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)/targets"
+    fi
+}
+
+# targets_not_up JSON: from Prometheus' /api/v1/targets answer, each target not up ("job instance:
+# health") and each job with no target; nothing when all is well. (grep: no jq on a fresh machine.)
+targets_not_up() {
+    local json=$1 job
+    if [[ $json != *'"activeTargets"'* ]]; then
+        echo "the targets API does not answer"
+        return
+    fi
+    # One target a line: split before each target's discovered labels.
+    printf '%s' "$json" | sed 's/{"discoveredLabels"/\n&/g' | grep -v '"health":"up"' |
+        sed -n 's/.*"instance":"\([^"]*\)".*"job":"\([^"]*\)".*"health":"\([^"]*\)".*/\2 \1: \3/p' | paste -sd';' -
+    for job in api front nginx mysqld volume alertmanager prometheus; do
+        [[ $json == *"\"job\":\"$job\""* ]] || echo "$job: no target"
+    done
+}
+
+# targets_up: every target Prometheus knows reports up (bounded wait: a target is up after its first
+# scrape, 5 s). TARGETS_DOWN lists the others (job instance: error) when it gives up.
+TARGETS_DOWN=
+targets_up() {
+    local deadline json
+    deadline=$((SECONDS + 60))
+    while :; do
+        json=$(prometheus_get "/api/v1/targets?state=active") || json=
+        TARGETS_DOWN=$(targets_not_up "$json")
+        if [[ -z $TARGETS_DOWN ]]; then
+            log "Prometheus: every target up ($(prometheus_where))"
+            return 0
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep 2
+    done
+}
+
 # 7 (swarm). Deploy the stack, wait, smoke test.
 if ((swarm)); then
     swarm_failed() {
@@ -787,59 +841,6 @@ wait_and_smoke() {
     fi
 }
 
-# prometheus_get PATH: Prometheus' answer, through its loopback port (compose) or from inside its
-# task on this node (Swarm publishes no loopback-only port).
-prometheus_get() {
-    local c
-    if ((swarm)); then
-        c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_prometheus" | head -n 1)
-        [[ -n $c ]] || return 1
-        docker exec "$c" busybox wget -q -T 5 -O - "http://127.0.0.1:9090$1" 2>/dev/null
-    else
-        curl -fsS --max-time 5 "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)$1" 2>/dev/null
-    fi
-}
-prometheus_where() {
-    if ((swarm)); then
-        echo "docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=${stack}_prometheus) busybox wget -qO- http://127.0.0.1:9090/api/v1/targets"
-    else
-        echo "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)/targets"
-    fi
-}
-
-# targets_not_up JSON: from Prometheus' /api/v1/targets answer, each target not up ("job instance:
-# health") and each job with no target; nothing when all is well. (grep: no jq on a fresh machine.)
-targets_not_up() {
-    local json=$1 job
-    if [[ $json != *'"activeTargets"'* ]]; then
-        echo "the targets API does not answer"
-        return
-    fi
-    # One target a line: split before each target's discovered labels.
-    printf '%s' "$json" | sed 's/{"discoveredLabels"/\n&/g' | grep -v '"health":"up"' |
-        sed -n 's/.*"instance":"\([^"]*\)".*"job":"\([^"]*\)".*"health":"\([^"]*\)".*/\2 \1: \3/p' | paste -sd';' -
-    for job in api front nginx mysqld volume alertmanager prometheus; do
-        [[ $json == *"\"job\":\"$job\""* ]] || echo "$job: no target"
-    done
-}
-
-# targets_up: every target Prometheus knows reports up (bounded wait: a target is up after its first
-# scrape, 5 s). TARGETS_DOWN lists the others (job instance: error) when it gives up.
-TARGETS_DOWN=
-targets_up() {
-    local deadline json
-    deadline=$((SECONDS + 60))
-    while :; do
-        json=$(prometheus_get "/api/v1/targets?state=active") || json=
-        TARGETS_DOWN=$(targets_not_up "$json")
-        if [[ -z $TARGETS_DOWN ]]; then
-            log "Prometheus: every target up ($(prometheus_where))"
-            return 0
-        fi
-        ((SECONDS < deadline)) || return 1
-        sleep 2
-    done
-}
 
 # The tiers whose container is missing or runs another image than TAG's, one a line.
 changed_tiers() {

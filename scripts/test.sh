@@ -380,15 +380,28 @@ suite_bench() {
   if ((rc == 0)); then record bench 1 0; else record bench 0 1; fi
 }
 
+# Chromium and playwright-core (ctest/browser/node_modules), once, before the suites that use them
+# start: the browser suite, and the monitoring suite's dashboard test in another lane (npm ci
+# replaces node_modules: never while the other lane reads it). BROWSER_READY: ok or failed.
+BROWSER_READY=""
+prepare_browser() {
+  # certutil: the HTTPS test's Chromium trusts the stack's local CA through an NSS database.
+  ensure_packages node:nodejs npm:npm chromium:chromium certutil:libnss3-tools
+  if (cd "$REPO/ctest/browser" && npm ci --no-audit --no-fund >"$LOG_DIR/browser-npm.log" 2>&1); then
+    BROWSER_READY=ok
+  else
+    BROWSER_READY=failed
+  fi
+}
+
 suite_browser() {
   if [[ ! -f $REPO/ctest/browser/package.json ]]; then
     skip_suite browser "ctest/browser/package.json is missing"
     return
   fi
-  # certutil: the HTTPS test's Chromium trusts the stack's local CA through an NSS database.
-  ensure_packages node:nodejs npm:npm chromium:chromium certutil:libnss3-tools
+  [[ -n $BROWSER_READY ]] || prepare_browser
   [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
-  (cd "$REPO/ctest/browser" && npm ci --no-audit --no-fund >"$LOG_DIR/browser-npm.log" 2>&1) ||
+  [[ $BROWSER_READY == ok ]] ||
     { cat "$LOG_DIR/browser-npm.log"; record browser 0 1 0 "npm ci failed"; return; }
   # The stacks the tests start run the worker built above (no build of their own).
   ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_judged browser node_counts \
@@ -532,6 +545,9 @@ main() {
   install_test_packages
   local started=$SECONDS
   prepare_db_template "${suites[@]}"
+  if in_list browser monitoring -- "${suites[@]}" && [[ -f $REPO/ctest/browser/package.json ]]; then
+    prepare_browser
+  fi
   # In the background only beside other suites (alone, they run as listed).
   local background=() others=0 background_pid="" ran=" " lane_pids=() lane_names=() beside=() b
   for s in "${suites[@]}"; do

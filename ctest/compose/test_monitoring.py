@@ -13,7 +13,8 @@ Usage: ctest/compose/test_monitoring.py [--keep]
   3. checks: every target up; the monitoring containers hardened (non-root, read-only root,
      no capabilities, no published port but Prometheus' on 127.0.0.1); promtool accepts the
      configuration and rules in the image; `--scale api=2`: both replicas scraped, the per-replica
-     series summing to the pool; the dashboard console served;
+     series summing to the pool; the dashboard console served, and checked in headless Chromium
+     (ctest/browser/consoles, screenshots in ctest/browser/output), also while the db is down;
   4. drills, each timed (fire: from the fault to the notification at the receiver; resolve: from
      the repair to the "resolved" notification):
        database: docker stop db -> ItemsDatabaseDown within 60 s; docker start db -> resolved
@@ -234,6 +235,22 @@ def check_console():
     assert "/items" in body and "error executing template" not in body.lower(), body[:400]
 
 
+def check_console_browser(expect_db="up"):
+    """ctest/browser/consoles in headless Chromium against this Prometheus: the page renders, every
+    figure says what it should, nothing is fetched from elsewhere; screenshots into
+    ctest/browser/output (monitoring-dashboard*.png). Needs node, Chromium and
+    ctest/browser/node_modules (scripts/test.sh prepares them)."""
+    browser_dir = os.path.join(REPO, "ctest", "browser")
+    assert os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")), \
+        "ctest/browser/node_modules is missing: cd ctest/browser && npm ci (scripts/test.sh does it)"
+    e = dict(os.environ, PROMETHEUS_URL=f"http://127.0.0.1:{PROM_PORT}", EXPECT_DB=expect_db)
+    proc = subprocess.run(["node", "--test", "consoles/"], cwd=browser_dir, env=e, capture_output=True,
+                          text=True, timeout=300, check=False)
+    summary = [ln for ln in proc.stdout.splitlines() if ln.startswith(("# pass", "# fail"))]
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stdout[-2500:]}{proc.stderr[-500:]}"
+    figure(f"dashboard in Chromium (DB {expect_db}): {', '.join(summary)}; screenshots in ctest/browser/output/")
+
+
 # --- drills --------------------------------------------------------------------------------------
 
 def drill_database():
@@ -241,6 +258,9 @@ def drill_database():
     t0 = time.time()
     subprocess.run(["docker", "stop", "-t", "30", db], check=True, capture_output=True, timeout=90)
     fired = wait_alert("ItemsDatabaseDown", "firing", t0)
+    if fired is not None:
+        check("the dashboard in Chromium shows the database down during the drill",
+              lambda: check_console_browser("down"))
     t1 = time.time()
     subprocess.run(["docker", "start", db], check=True, capture_output=True, timeout=90)
     resolved = wait_alert("ItemsDatabaseDown", "resolved", t1)
@@ -356,6 +376,8 @@ def main(argv):
             check("promtool check config and check rules in the Prometheus image", check_promtool)
             check("--scale api=2: both replicas scraped, per-replica series aggregate", check_replicas)
             check("the dashboard console /consoles/items.html is served", check_console)
+            check("the dashboard in headless Chromium: every figure right, nothing from elsewhere, screenshots",
+                  check_console_browser)
             check("drill database: ItemsDatabaseDown fires within 60 s and resolves within 60 s of the restart",
                   drill_database)
             check("drill workers: killed faster than restarted -> ItemsWorkersMissing, resolved after restart",
