@@ -589,7 +589,12 @@ main() {
     ran+="$s "
   done
   for b in "${!lane_pids[@]}"; do finish_lane "${lane_names[b]}" "${lane_pids[b]}"; done
-  if [[ -n $background_pid ]]; then finish_lane background "$background_pid"; fi
+  if [[ -n $background_pid ]]; then
+    finish_lane background "$background_pid"
+  else
+    # Only build suites beside them (`test.sh unit static`): no lane was started; run them here.
+    for s in "${background[@]}"; do run_suite "$s"; done
+  fi
   printf '\n=== summary (%ds, logs in %s) ===\n' "$((SECONDS - started))" "$LOG_DIR"
   printf '%s\n' "${SUMMARY[@]}"
   local joined

@@ -22,7 +22,8 @@ put_file(const char *name, const char *text)
 
 	snprintf(path, sizeof(path), "%s/%s", root, name);
 	f = fopen(path, "w");
-	if (!CHECK(f != NULL))
+	CHECK(f != NULL);
+	if (f == NULL)
 		return;
 	fputs(text, f);
 	fclose(f);
