@@ -603,7 +603,7 @@ prometheus_get() {
     if ((swarm)); then
         c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_prometheus" | head -n 1)
         [[ -n $c ]] || return 1
-        docker exec "$c" busybox wget -q -T 5 -O - "http://127.0.0.1:9090$1" 2>/dev/null
+        timeout 15 docker exec "$c" busybox wget -q -O - "http://127.0.0.1:9090$1" 2>/dev/null
     else
         curl -fsS --max-time 5 "http://127.0.0.1:$(dk_setting PROMETHEUS_PORT 9090)$1" 2>/dev/null
     fi

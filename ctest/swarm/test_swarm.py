@@ -469,7 +469,7 @@ def prometheus_query(expr):
     port): [(labels, value)]."""
     (c,) = containers("prometheus")[:1]
     url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    out = docker("exec", c, "busybox", "wget", "-q", "-T", "5", "-O", "-", url, timeout=30).stdout
+    out = docker("exec", c, "busybox", "wget", "-q", "-O", "-", url, timeout=30).stdout
     return [(r["metric"], float(r["value"][1])) for r in json.loads(out)["data"]["result"]]
 
 
