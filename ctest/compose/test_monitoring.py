@@ -5,7 +5,7 @@ Usage: ctest/compose/test_monitoring.py [--keep]
 
   1. scripts/deploy.sh --monitoring from this repository as compose project MON_PROJECT
      (items-mon), images items-mon-*, front on 127.0.0.1 (a free port of 18660-18679), Prometheus
-     on 127.0.0.1 (18680-18699), subnets 172.31.232-234.0/24 (monitoring: 172.30.233/172.29.233),
+     on 127.0.0.1 (18680-18699), subnets 172.31.232-234.0/24 (monitoring: 172.31.133/172.31.33),
      secrets in a temporary directory whose alert_webhook_url names the test's receiver;
   2. a webhook receiver on the stack's internal `monitoring` network (busybox httpd from the front
      image, a CGI script writing each POST into a host directory): what Alertmanager sends arrives

@@ -114,13 +114,15 @@ def free_port(candidates):
 
 def monitoring_networks(networks):
     """MONITORING_SUBNET and MONITORING_OUT_SUBNET for a test stack whose EDGE_SUBNET is
-    172.31.X.0/24: 172.30.X.0/24 and 172.29.X.0/24. docker-compose creates a profile's networks even
-    when the profile is off, so two stacks on the defaults would claim the same subnets."""
+    172.31.X.0/24 (X >= 200): 172.31.(X-100).0/24 and 172.31.(X-200).0/24. docker-compose creates a
+    profile's networks even when the profile is off, so two stacks on the defaults would claim the
+    same subnets; 172.28-30.0.0/16 are left to docker_gwbridge (scripts/lib/docker.sh)."""
     edge = networks.get("EDGE_SUBNET")
     if not edge:
         return {}
     octet = ipaddress.ip_network(edge).network_address.packed[2]
-    return {"MONITORING_SUBNET": f"172.30.{octet}.0/24", "MONITORING_OUT_SUBNET": f"172.29.{octet}.0/24"}
+    assert octet >= 200, f"EDGE_SUBNET {edge}: the test stacks' edge subnets are 172.31.200-255.0/24"
+    return {"MONITORING_SUBNET": f"172.31.{octet - 100}.0/24", "MONITORING_OUT_SUBNET": f"172.31.{octet - 200}.0/24"}
 
 
 def deploy_env(project, port, bind, secrets_dir, networks, drop=(), https_port=443):
