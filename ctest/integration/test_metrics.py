@@ -196,25 +196,35 @@ class MetricsTest(harness.StackTestCase):
             for _ in range(3):
                 self.concurrently(4, lambda: self.stack.request("GET",
                                                                 "/items"))
+            # The pool has seen the outage: its gate is closed.
+            down = self.gauge("items_db_up")
         finally:
             self.stack.db_start()
+        self.assertEqual(down, [0], "items_db_up during the outage")
         self.assertTrue(wait_until(
             lambda: self.stack.request("GET", "/items").status == 200, 10))
+        self.assertTrue(wait_until(lambda: self.gauge("items_db_up") == [1], 10),
+                        "items_db_up after the database came back")
         self.assertGreater(sum(db_metrics("error")), sum(errors0))
         self.assertTrue(wait_until(
             lambda: sum(db_metrics("reconnect")) > sum(reconnects0), 5),
             "reconnect counter did not move")
 
-    def live_workers(self):
+    def gauge(self, name):
         types, samples = self.scrape()
-        vals = [v for n, _, v in samples
-                if "worker" in n and types.get(family_of(n, types)) == "gauge"]
-        return vals
+        return [v for n, _, v in samples
+                if n == name and types.get(family_of(n, types)) == "gauge"]
+
+    def live_workers(self):
+        return self.gauge("items_workers")
 
     def test_live_workers_gauge(self):
         vals = self.live_workers()
-        self.assertTrue(vals, "no gauge about workers")
+        self.assertTrue(vals, "no gauge of live workers")
         self.assertEqual(sum(vals), WORKERS)
+        # The pool size beside it (an alert compares the two).
+        self.assertEqual(self.gauge("items_workers_configured"), [WORKERS])
+        self.assertEqual(self.gauge("items_db_up"), [1])
         # After a crash and a replacement, the gauge is N again.
         workers = self.stack.worker_pids()
         victim = workers[-1]
