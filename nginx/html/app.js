@@ -1,5 +1,13 @@
-// Front page of the items stack: live status of every tier, the list of items
-// (every page of /items), and an editing mode driven by the API token.
+// Front page of the items stack: live status of every tier, the list of items,
+// and an editing mode driven by the API token.
+//
+// The list stays fast whatever the size of the table: it shows the first page
+// of /items at once and asks for the next one (keyset pagination, the
+// `Link: rel="next"` of docs/api.md) only when the person scrolls near its end
+// (IntersectionObserver on the "Charger plus" row) or presses "Charger plus"
+// (the way without IntersectionObserver). Without a scroll, at most two pages
+// are requested (a second one only when the first does not fill the screen),
+// and never two at once.
 //
 // Safe by construction: every piece of data enters the page as text
 // (textContent or text nodes), never as HTML; no eval, no inline script or
@@ -15,7 +23,8 @@ const STATUS_INTERVAL_MS = 5000;
 const STATUS_TIMEOUT_MS = 4000;
 const REQUEST_TIMEOUT_MS = 15000;
 const PAGE_LIMIT = 100;
-const MAX_PAGES = 10000; // bounds the pagination walk whatever the server says
+const PAGES_WITHOUT_SCROLL = 2; // pages requested at most until the person scrolls (or asks)
+const NEAR_END_MARGIN = '0px 0px 50% 0px'; // "near the end": half a screen below the viewport
 const TOKEN_KEY = 'items.apiToken';
 
 const byId = (id) => document.getElementById(id);
@@ -288,6 +297,7 @@ async function checkStatus() {
     const recovered = state.level === 'ok' && !statusHealthy;
     statusHealthy = state.level === 'ok';
     if (recovered && listState === 'error') loadItems();
+    else if (recovered && more.failed) loadMore(); // the page that failed, once (not an automatic walk)
   } finally {
     statusChecking = false;
     statusTimer = setTimeout(checkStatus, STATUS_INTERVAL_MS);
@@ -307,64 +317,208 @@ const itemsUi = {
   count: byId('items-count'),
   title: byId('items-title'),
   reload: byId('items-reload'),
+  more: byId('items-more'),
+  moreButton: byId('items-more-button'),
+  moreError: byId('items-more-error'),
+  end: byId('items-end'),
 };
-const items = new Map(); // id -> item, the list as last loaded and edited
+const items = new Map(); // id -> item, the items loaded so far (and created or edited here)
 const etags = new Map(); // id -> ETag of the version shown, when known (lists carry none)
 const reading = new Set(); // ids whose current version is being read before an edit or delete
-let listState = 'loading'; // loading | ready | error
+let listState = 'loading'; // loading | ready | error (of the first page)
 let loadGeneration = 0;
+
+// The pages after the first one.
+const more = {
+  next: null, // path of the next page (rel="next"), null once the last page is in
+  seen: new Set(), // pages requested in this load: a server repeating a link cannot loop us
+  inFlight: false, // one page request at a time
+  failed: false, // the last page request failed (its error is shown under the list)
+  sinceScroll: 0, // pages requested since the last scroll (or press of "Charger plus")
+  near: false, // the "Charger plus" row was near the viewport at the last observation
+  // Items created here while more pages follow: shown at once, at the end of
+  // the list (ids ascend); the page that holds one later goes before it and
+  // does not show it twice.
+  ahead: new Set(),
+};
 
 function sortedItems() {
   return [...items.values()].sort((a, b) => a.id - b.id);
 }
 
-// Heading count, and the state line when the list is or stops being empty
-// (after a create or delete, only the edit notice speaks).
+// Heading count (what is loaded, "et plus" while more pages follow), and the
+// state line, a live region, when a page came in or the list is or stops
+// being empty (after a create or delete, only the edit notice speaks).
 function updateCount({ loaded = false } = {}) {
-  setText(itemsUi.count, listState === 'ready' || items.size > 0 ? `(${countLabel(items.size)})` : '');
+  const following = listState === 'ready' && more.next !== null;
+  setText(itemsUi.count, listState === 'ready' || items.size > 0 ? `(${countLabel(items.size)}${following ? ' et plus' : ''})` : '');
   if (listState !== 'ready') return;
   const wasEmpty = itemsUi.state.dataset.state === 'empty';
   itemsUi.state.dataset.state = items.size === 0 ? 'empty' : 'ready';
   if (items.size === 0) setText(itemsUi.state, 'Aucun élément pour le moment.');
-  else if (loaded) setText(itemsUi.state, items.size === 1 ? '1 élément chargé.' : `${countLabel(items.size)} chargés.`);
+  else if (loaded) setText(itemsUi.state, `${items.size === 1 ? '1 élément chargé' : `${countLabel(items.size)} chargés`}${following ? ', d’autres suivent' : ''}.`);
   else if (wasEmpty) setText(itemsUi.state, '');
 }
 
+// The first page; "Actualiser la liste" and the recovery after an outage
+// start here again (the pages already shown are dropped).
 async function loadItems() {
   const generation = ++loadGeneration;
   listState = 'loading';
+  more.inFlight = false;
+  more.failed = false;
+  showMoreRow();
   itemsUi.list.setAttribute('aria-busy', 'true');
   itemsUi.state.dataset.state = 'loading';
   setText(itemsUi.state, 'Chargement des éléments…');
-  const loaded = [];
-  const seen = new Set();
-  let url = `/items?limit=${PAGE_LIMIT}`;
-  for (let page = 0; url !== null && page < MAX_PAGES && !seen.has(url); page++) {
-    seen.add(url);
-    const r = await api('GET', url);
-    if (generation !== loadGeneration) return; // a newer load took over
-    if (!r.ok || !Array.isArray(r.data)) {
-      listState = 'error';
-      itemsUi.list.setAttribute('aria-busy', 'false');
-      itemsUi.state.dataset.state = 'error';
-      const why = r.ok ? 'Réponse inattendue de l’API. Utilisez « Actualiser la liste » pour réessayer.' : describeFailure(r);
-      setText(itemsUi.state, `Impossible de charger les éléments. ${why}`);
-      noteFailure(r);
-      return;
-    }
-    loaded.push(...r.data);
-    url = nextLink(r.headers.get('Link'));
+  const url = `/items?limit=${PAGE_LIMIT}`;
+  const r = await api('GET', url);
+  if (generation !== loadGeneration) return; // a newer load took over
+  if (!r.ok || !Array.isArray(r.data)) {
+    listState = 'error';
+    itemsUi.list.setAttribute('aria-busy', 'false');
+    itemsUi.state.dataset.state = 'error';
+    const why = r.ok ? 'Réponse inattendue de l’API. Utilisez « Actualiser la liste » pour réessayer.' : describeFailure(r);
+    setText(itemsUi.state, `Impossible de charger les éléments. ${why}`);
+    noteFailure(r);
+    return;
   }
   items.clear();
   etags.clear(); // the list's versions come without tags
-  for (const item of loaded) {
+  more.ahead.clear();
+  more.seen = new Set([url]);
+  more.sinceScroll = 1;
+  for (const item of r.data) {
     if (item && Number.isInteger(item.id)) items.set(item.id, item);
   }
+  setNext(r);
   listState = 'ready';
   renderList();
   updateCount({ loaded: true });
   itemsUi.list.setAttribute('aria-busy', 'false');
+  showMoreRow();
 }
+
+// The next page, if any, unless one is already on its way.
+async function loadMore() {
+  if (listState !== 'ready' || more.next === null || more.inFlight) return;
+  const generation = loadGeneration;
+  const url = more.next;
+  more.inFlight = true;
+  more.sinceScroll += 1;
+  more.seen.add(url);
+  itemsUi.list.setAttribute('aria-busy', 'true');
+  const r = await api('GET', url);
+  if (generation !== loadGeneration) return; // the list was reloaded meanwhile
+  more.inFlight = false;
+  itemsUi.list.setAttribute('aria-busy', 'false');
+  if (!r.ok || !Array.isArray(r.data)) {
+    more.failed = true;
+    const why = r.ok ? 'Réponse inattendue de l’API.' : describeFailure(r);
+    setText(itemsUi.moreError, `Impossible de charger la suite de la liste. ${why}`);
+    itemsUi.moreError.hidden = false;
+    noteFailure(r);
+    return;
+  }
+  more.failed = false;
+  itemsUi.moreError.hidden = true;
+  setText(itemsUi.moreError, '');
+  appendPage(r.data);
+  setNext(r);
+  updateCount({ loaded: true });
+  showMoreRow();
+}
+
+// Keeps the next page's path, unless the server sends one already requested.
+function setNext(r) {
+  const next = nextLink(r.headers.get('Link'));
+  more.next = next !== null && !more.seen.has(next) ? next : null;
+}
+
+// Adds a page (ascending ids) to the list without touching the cards shown.
+function appendPage(page) {
+  let fragment = document.createDocumentFragment();
+  let anchor = null; // the first item created here with a greater id, if any
+  const flush = () => {
+    itemsUi.list.insertBefore(fragment, anchor);
+    fragment = document.createDocumentFragment();
+  };
+  for (const item of page) {
+    if (!item || !Number.isInteger(item.id)) continue;
+    if (items.has(item.id)) { // created here and already shown
+      more.ahead.delete(item.id);
+      continue;
+    }
+    const before = aheadAfter(item.id);
+    if (before !== anchor) {
+      flush();
+      anchor = before;
+    }
+    items.set(item.id, item);
+    fragment.append(renderItem(item));
+  }
+  flush();
+}
+
+// The <li> of the smallest id created here that is greater than `id`, or null.
+function aheadAfter(id) {
+  let best = null;
+  for (const other of more.ahead) {
+    if (other > id && (best === null || other < best)) best = other;
+  }
+  return best === null ? null : itemsUi.list.querySelector(`li[data-id="${best}"]`);
+}
+
+// The row under the list: "Charger plus" while more pages follow, else the
+// end of the list. A keyboard user on the button stays on that row.
+function showMoreRow() {
+  const following = listState === 'ready' && more.next !== null;
+  const ended = listState === 'ready' && more.next === null && more.seen.size > 1; // after a walk
+  const hadFocus = document.activeElement === itemsUi.moreButton;
+  itemsUi.more.hidden = !following;
+  itemsUi.end.hidden = !ended;
+  if (!following) {
+    itemsUi.moreError.hidden = true;
+    setText(itemsUi.moreError, '');
+  }
+  if (hadFocus && ended) itemsUi.end.focus();
+  // A fresh observation of the row, now that the list has its new length:
+  // the observer says whether it is still near the viewport.
+  more.near = false;
+  if (observer) {
+    observer.unobserve(itemsUi.more);
+    if (following) observer.observe(itemsUi.more);
+  }
+}
+
+// Loads the next page by itself only while the row is near the viewport and
+// fewer than PAGES_WITHOUT_SCROLL pages were requested since the last scroll.
+function maybeLoadMore() {
+  if (more.near && more.sinceScroll < PAGES_WITHOUT_SCROLL && !more.failed) loadMore();
+}
+
+const observer = typeof window.IntersectionObserver === 'function'
+  ? new IntersectionObserver((entries) => {
+    more.near = entries[entries.length - 1].isIntersecting;
+    maybeLoadMore();
+  }, { rootMargin: NEAR_END_MARGIN })
+  : null; // without it, "Charger plus" is the way to the next page
+
+// A scroll counts once the list has grown: one made while a page is on its
+// way does not allow another page after it.
+window.addEventListener('scroll', () => {
+  if (more.inFlight) return;
+  more.sinceScroll = 0;
+  maybeLoadMore();
+}, { passive: true });
+
+// One press, one page (the observer adds none after it until a scroll);
+// a press while a page is on its way does nothing.
+itemsUi.moreButton.addEventListener('click', () => {
+  if (more.inFlight) return;
+  more.sinceScroll = PAGES_WITHOUT_SCROLL - 1;
+  loadMore();
+});
 
 function renderList() {
   const fragment = document.createDocumentFragment();
@@ -442,6 +596,7 @@ async function readCurrent(id, verb) {
 function forgetItem(li, id, text) {
   items.delete(id);
   etags.delete(id);
+  more.ahead.delete(id);
   li.remove();
   updateCount();
   announce(text);
@@ -579,7 +734,9 @@ function mountCreateForm() {
       if (item && Number.isInteger(item.id)) {
         items.set(item.id, item);
         if (listState === 'ready') {
-          itemsUi.list.append(renderItem(item)); // ids ascend: a new item goes last
+          // Ids ascend: a new item goes last, even before the pages still to load.
+          if (more.next !== null) more.ahead.add(item.id);
+          itemsUi.list.append(renderItem(item));
           updateCount();
         }
       }

@@ -58,6 +58,35 @@ async function enterToken(page, value) {
 }
 
 const itemLi = (page, id) => page.locator(`#items-list > li[data-id="${id}"]`);
+const PAGE_SIZE = 100; // the page asks for /items?limit=100
+const frNumber = new Intl.NumberFormat('fr-FR');
+
+// Presses End once the page has stopped scrolling: Chromium scrolls smoothly,
+// and an End pressed during that animation goes to the end as it was when
+// the animation began (before the page just loaded), i.e. nowhere.
+async function pressEnd(p) {
+  for (let last = -1; ;) {
+    const y = await p.evaluate(() => window.scrollY);
+    if (y === last) break;
+    last = y;
+    await p.waitForTimeout(100);
+  }
+  await p.keyboard.press('End');
+}
+
+// Presses "Charger plus" until the item's card is shown (the page loads the
+// list a page at a time), or fails when the list ends without it.
+async function showItem(page, id) {
+  for (let pages = 0; pages < 1000; pages++) {
+    if (await itemLi(page, id).count() > 0) return itemLi(page, id);
+    const more = page.locator('#items-more-button');
+    assert.ok(await more.isVisible(), `item ${id} not in the list, and no more pages`);
+    const before = await page.locator('#items-list > li').count();
+    await more.click();
+    await eventually(async () => assert.ok(await page.locator('#items-list > li').count() > before, 'a page more'));
+  }
+  throw new Error(`item ${id}: too many pages`);
+}
 
 // GET over HTTPS from node, trusting only `caFile` (not the system's CAs):
 // the chain is checked by node's TLS, independently of the browser.
@@ -244,23 +273,60 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
     await page.context().close();
   });
 
-  test('250 more items: every page of /items is shown', async (t) => {
+  test('250 more items: the first page at once, the others as the list is scrolled, in order, once each', async (t) => {
     named(t);
     const wanted = Array.from({ length: 250 }, (_, i) => ({ name: `Élément paginé n°${i + 1}`, description: `Numéro ${i + 1} sur 250, créé pour tester la pagination.` }));
     const created = await createMany(api, wanted);
+    const page = await newPage();
+    const lists = []; // every GET /items (a page of the list) this page sent
+    page.on('request', (req) => {
+      if (req.method() === 'GET' && new URL(req.url()).pathname === '/items') lists.push(req.url());
+    });
+    const listRequests = () => lists;
+    await page.goto(stack.baseUrl + '/');
+    await waitForList(page);
+    await page.waitForTimeout(1000); // time for any page the observer would ask for by itself
+    assert.equal(listRequests().length, 1, 'one page of /items before any scroll (the first fills the screen)');
+    assert.equal(await page.locator('#items-list > li').count(), PAGE_SIZE);
+    assert.equal(await page.locator('#items-count').textContent(), `(${PAGE_SIZE} éléments et plus)`);
+    assert.equal(await page.locator('#items-state').textContent(), `${PAGE_SIZE} éléments chargés, d’autres suivent.`);
+    assert.equal(await page.locator('#items-end').isVisible(), false);
+
+    // An item created from the page while more pages follow: shown at once, last.
+    await enterToken(page, stack.apiToken);
+    const mine = await createThroughForm(page, 'Ajouté avant la fin du défilement', 'Doit rester unique et à sa place.');
+    assert.equal(await page.locator('#items-list > li').last().getAttribute('data-id'), String(mine.id));
+    await page.locator('#token-clear').click();
+
+    // Scrolling to the end of the list loads the rest, a page per scroll.
     const total = (await api.all()).length;
-    assert.ok(total > 255);
-    const before = recorder.requests.length;
-    const page = await openPage();
-    const itemPages = recorder.requests.slice(before).filter((u) => new URL(u).pathname === '/items');
-    assert.ok(itemPages.length >= 3, `the page walked ${itemPages.length} pages of /items`);
-    const names = await page.locator('#items-list .item-name').allTextContents();
-    assert.equal(names.length, total);
-    const shown = new Set(names);
-    for (const c of created) assert.ok(shown.has(c.name), `${c.name} shown`);
+    assert.ok(total > 2 * PAGE_SIZE, `${total} items: more than two pages`);
+    await page.locator('#items-title').focus(); // End scrolls the page, not a field
+    for (let i = 0; i < 20 && !(await page.locator('#items-end').isVisible()); i++) {
+      const shown = await page.locator('#items-list > li').count();
+      await pressEnd(page);
+      await eventually(async () => assert.ok(
+        await page.locator('#items-list > li').count() > shown || await page.locator('#items-end').isVisible(), 'the scroll loaded a page'));
+    }
+    assert.equal(await page.locator('#items-end').isVisible(), true, 'the end of the list is reached');
+    assert.equal(await page.locator('#items-more').isVisible(), false);
+    const pages = listRequests();
+    assert.equal(pages.length, Math.ceil(total / PAGE_SIZE), `pages: ${pages.join(' ')}`);
+    assert.equal(new Set(pages).size, pages.length, 'no page asked twice');
     const ids = await page.locator('#items-list > li').evaluateAll((lis) => lis.map((li) => Number(li.dataset.id)));
-    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'ascending id order');
-    assert.equal(await page.locator('#items-count').textContent(), `(${total} éléments)`);
+    assert.deepEqual(ids, (await api.all()).map((i) => i.id), 'every item once, in id order');
+    const shown = new Set(await page.locator('#items-list .item-name').allTextContents());
+    for (const c of created) assert.ok(shown.has(c.name), `${c.name} shown`);
+    assert.equal(await page.locator('#items-count').textContent(), `(${frNumber.format(total)} éléments)`);
+    assert.equal(await page.locator('#items-state').textContent(), `${frNumber.format(total)} éléments chargés.`);
+
+    // "Actualiser la liste" starts again from the first page.
+    const beforeReload = listRequests().length;
+    await page.locator('#items-reload').click();
+    await eventually(async () => assert.equal(await page.locator('#items-list > li').count(), PAGE_SIZE));
+    assert.equal(listRequests().length, beforeReload + 1);
+    assert.equal(new URL(listRequests().at(-1)).search, `?limit=${PAGE_SIZE}`);
+    assert.equal(await page.locator('#items-count').textContent(), `(${PAGE_SIZE} éléments et plus)`);
     await page.context().close();
   });
 
@@ -294,9 +360,9 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
       });
       assert.equal(await page.locator('#status').getAttribute('data-state'), 'ok');
       assert.match(await page.locator('#status-message').textContent(), /Tout fonctionne/);
-      // The list reloads by itself once the service is back.
+      // The list reloads by itself (its first page) once the service is back.
       await waitForList(page);
-      assert.equal(await page.locator('#items-list > li').count(), (await api.all()).length);
+      assert.equal(await page.locator('#items-list > li').count(), Math.min(PAGE_SIZE, (await api.all()).length));
     } finally {
       if (dbStopped) await stack.db('start');
       await page.context().close();
@@ -415,9 +481,9 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
         next: performance.getEntriesByType('navigation')[0].nextHopProtocol,
       })), { secure: true, protocol: 'https:', next: 'h2' });
 
-      // The list, as over HTTP.
+      // The list, as over HTTP: its first page.
       const count = await page.locator('#items-list > li').count();
-      assert.equal(count, (await api.all()).length, 'one card per item');
+      assert.equal(count, Math.min(PAGE_SIZE, (await api.all()).length), 'one card per item of the first page');
       await eventually(async () => assert.equal(await page.locator('#status').getAttribute('data-state'), 'ok'));
 
       // Create with the token, then edit.
@@ -478,8 +544,8 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
       await waitForList(pageB);
       await enterToken(pageA, stack.apiToken);
       await enterToken(pageB, stack.apiToken);
-      const liA = itemLi(pageA, id);
-      const liB = itemLi(pageB, id);
+      const liA = await showItem(pageA, id);
+      const liB = await showItem(pageB, id);
       const nameA = pageA.locator(`#edit-${id}-name`);
       const descA = pageA.locator(`#edit-${id}-description`);
       const nameB = pageB.locator(`#edit-${id}-name`);
@@ -582,7 +648,7 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
       assert.equal(await error.getAttribute('role'), 'alert');
       assert.ok(!(await api.all()).some((i) => i.name === name), 'nothing created');
 
-      const li = itemLi(page, victim.id);
+      const li = await showItem(page, victim.id);
       await li.locator('button[data-action="delete"]').click();
       await li.locator('button[data-action="confirm-delete"]').click();
       await li.locator('.form-error').waitFor();
