@@ -2,7 +2,7 @@
 // free loopback ports (the default), or one already running that the
 // environment describes (BASE_URL, API_TOKEN, RUN_DIR and the port variables).
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -51,12 +51,14 @@ function runLocal(env, args, timeoutMs) {
 
 // `logsDir` receives the stack's logs when a stack started here is stopped.
 // `noToken` starts one here with no token configured (writes answer 403),
-// whatever BASE_URL says. The stack started here also serves HTTPS (TLS=1,
-// a free TLS_PORT): `stack.https` is then { url, caFile }; for a stack given
-// by BASE_URL, HTTPS_URL and TLS_CA name them (else RUN_DIR/env does, when
-// that stack was started with TLS=1), and `stack.https` is null without.
-export async function startStack({ logsDir, noToken = false } = {}) {
-  if (process.env.BASE_URL && !noToken) {
+// whatever BASE_URL says; so does `own` (e.g. a test that fills the table
+// through the database's socket). The stack started here also serves HTTPS
+// (`tls`, by default unless `noToken`: TLS=1, a free TLS_PORT): `stack.https`
+// is then { url, caFile }; for a stack given by BASE_URL, HTTPS_URL and TLS_CA
+// name them (else RUN_DIR/env does, when that stack was started with TLS=1),
+// and `stack.https` is null without.
+export async function startStack({ logsDir, noToken = false, own = noToken, tls = !noToken } = {}) {
+  if (process.env.BASE_URL && !own) {
     const runDir = process.env.RUN_DIR || '';
     let apiToken = process.env.API_TOKEN || '';
     if (!apiToken && runDir && existsSync(path.join(runDir, 'api-token'))) {
@@ -85,7 +87,7 @@ export async function startStack({ logsDir, noToken = false } = {}) {
     FCGI_PORT: 'auto',
     // HTTPS beside HTTP, as the front container serves it (the page is
     // tested over both); the local CA is made under RUN_DIR/tls.
-    TLS: noToken ? '0' : '1',
+    TLS: tls ? '1' : '0',
     TLS_PORT: 'auto',
     API_TOKEN: apiToken,
   };
@@ -120,6 +122,22 @@ function makeStack({ baseUrl, apiToken, runDir, env, owned, logsDir }) {
     owned,
     // Takes only mariadbd down or up (outage drill).
     db: (action) => runLocal(env, ['--db', action], 3 * 60 * 1000),
+    // Runs SQL (`input`, fed to the client's stdin) on the items database as
+    // MariaDB's root, through RUN_DIR/db/mysql.sock (unix_socket
+    // authentication: the OS user must be root, as for run-local.sh itself);
+    // resolves with the tab-separated output.
+    sql(input, timeoutMs = 5 * 60 * 1000) {
+      if (!runDir) return Promise.reject(new Error('sql(): no RUN_DIR, hence no database socket'));
+      const args = ['--no-defaults', `--socket=${path.join(runDir, 'db', 'mysql.sock')}`, '-uroot', '-N', '-B', 'items'];
+      return new Promise((resolve, reject) => {
+        const child = execFile('mariadb', args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+          if (err) reject(new Error(`mariadb: ${err.message}\n${stderr}`));
+          else resolve(stdout);
+        });
+        child.stdin.on('error', () => {}); // the exit status tells
+        child.stdin.end(input);
+      });
+    },
     // Stops a stack started here, keeps its logs under `logsDir`, and removes
     // its RUN_DIR (kept when KEEP_RUN_DIR=1).
     async stop() {
