@@ -54,7 +54,11 @@ Options:
   --scale            also the scale check: load rows to 100,000 through the
                      MariaDB root socket, compare GET /items?after=99900&limit=100
                      with after=0 (cost ratio must be <= 1.5) and measure
-                     GET /items?limit=1000
+                     GET /items?limit=1000; then the browser test of the
+                     page with a large table (ctest/browser/tests/
+                     large-table.test.mjs) at LARGE_TABLE_ROWS rows
+                     [1000000], on a stack of its own (not in --smoke; skipped
+                     with a message without node or Chromium)
   --tls              also over HTTPS (the stack started here gets run-local.sh
                      TLS=1 on a free port; the certificate is checked against
                      its local CA): GET /items and its static twin with
@@ -752,6 +756,36 @@ run_scale() {
   printf '\nScale check (100,000 rows):\n%s' "$SCALE_RESULT"
 }
 
+# The page with a large table (issue 16): the browser test at 1,000,000 rows.
+# It starts a stack of its own and fills its table through that stack's
+# database socket; its figures are the test's diagnostics.
+SCALE_BROWSER_FAILED=0
+run_scale_browser() {
+  local dir=$REPO/ctest/browser rows=${LARGE_TABLE_ROWS:-1000000} log rc=0
+  if ((SMOKE)); then
+    log "--scale: the large-table browser test is not run in --smoke"
+    return
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 ||
+    [[ ! -x ${CHROMIUM_PATH:-/usr/bin/chromium} ]]; then
+    printf '\nBrowser check (%s rows): skipped, node, npm or Chromium missing (ctest/browser/README.md)\n' "$rows"
+    return
+  fi
+  log=$OUT_DIR/scale-browser.log
+  if [[ ! -d $dir/node_modules/playwright-core ]]; then
+    (cd "$dir" && npm ci --no-audit --no-fund) >"$log" 2>&1 || die "--scale: npm ci in ctest/browser failed: see $log"
+  fi
+  log "--scale: the large-table browser test at $rows rows (log: $log)"
+  (cd "$dir" && LARGE_TABLE_ROWS=$rows node --test --test-reporter=tap tests/large-table.test.mjs) >>"$log" 2>&1 || rc=$?
+  printf '\nBrowser check (%s rows, ctest/browser/tests/large-table.test.mjs):\n' "$rows"
+  grep -E '^[[:space:]]*# (table filled|first items|GET /items before|[0-9]+ items after|after [0-9]+ items|/status:|pass|fail)' "$log" |
+    sed -E 's/^[[:space:]]*# /- /' || true
+  if ((rc != 0)); then
+    SCALE_BROWSER_FAILED=1
+    printf -- '- FAILED: see %s\n' "$log"
+  fi
+}
+
 # ----------------------------------------------------------------- memory --
 
 MEMORY_TABLE=""
@@ -936,6 +970,7 @@ main() {
   if ((SCALE)); then
     run_scale
     worker_memory "after --scale"
+    run_scale_browser
   fi
   report
   ((WRITE_DOC)) && write_doc
@@ -944,6 +979,9 @@ main() {
   fi
   if ((SCALE_FAILED)); then
     die "scale check failed: GET /items?after=99900 costs more than 1.5x after=0"
+  fi
+  if ((SCALE_BROWSER_FAILED)); then
+    die "scale check failed: the large-table browser test (see above)"
   fi
   log "done$( ((SMOKE)) && echo ' (smoke: every step ran, every body was right)')"
 }
