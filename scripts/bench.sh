@@ -778,7 +778,7 @@ run_scale_browser() {
   log "--scale: the large-table browser test at $rows rows (log: $log)"
   (cd "$dir" && LARGE_TABLE_ROWS=$rows node --test --test-reporter=tap tests/large-table.test.mjs) >>"$log" 2>&1 || rc=$?
   printf '\nBrowser check (%s rows, ctest/browser/tests/large-table.test.mjs):\n' "$rows"
-  grep -E '^[[:space:]]*# (table filled|first items|GET /items before|[0-9]+ items after|after [0-9]+ items|/status:|pass|fail)' "$log" |
+  grep -E '^[[:space:]]*# (table filled|first items|GET /items before|[0-9]+ items after|after [0-9]+ items|after a garbage collection|/status:|pass|fail)' "$log" |
     sed -E 's/^[[:space:]]*# /- /' || true
   if ((rc != 0)); then
     SCALE_BROWSER_FAILED=1
