@@ -11,7 +11,7 @@ Usage: scripts/deploy.sh [--monitoring] [--no-build] [--no-rollback] [--timeout 
        scripts/deploy.sh --build-only
        scripts/deploy.sh --down [--purge]
        scripts/deploy.sh --reload-tls
-       scripts/deploy.sh --swarm [--init-swarm] [--no-build] [--rollback TAG] [--timeout SECONDS]
+       scripts/deploy.sh --swarm [--init-swarm] [--monitoring] [--no-build] [--rollback TAG] [--timeout SECONDS]
        scripts/deploy.sh --swarm --down [--purge]
        scripts/deploy.sh --swarm --print-stack
 
