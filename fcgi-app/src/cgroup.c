@@ -97,14 +97,25 @@ cgroup_stat_value(const char *text, const char *key, uint64_t *value)
 	return 0;
 }
 
+/* Reads ROOT/NAME whole into BUF (NUL-terminated). Returns 0 or -1. */
+static int
+read_file_at(const char *root, const char *name, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, name) >=
+	    sizeof(path))
+		return -1;
+	return read_small_file(path, buf, size);
+}
+
 /* Reads the one-value file ROOT/NAME. Returns what cgroup_parse_value returns; -1 when unreadable. */
 static int
 read_value(const char *root, const char *name, uint64_t *value)
 {
-	char path[PATH_MAX], text[64];
+	char text[64];
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, name) >=
-	    sizeof(path) || read_small_file(path, text, sizeof(text)) == -1)
+	if (read_file_at(root, name, text, sizeof(text)) == -1)
 		return -1;
 	return cgroup_parse_value(text, value);
 }
@@ -113,11 +124,10 @@ read_value(const char *root, const char *name, uint64_t *value)
 static uint64_t
 read_inactive_file(const char *root, const char *name, const char *key)
 {
-	char path[PATH_MAX], text[CGROUP_FILE_MAX];
+	char text[CGROUP_FILE_MAX];
 	uint64_t value = 0;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, name) >=
-	    sizeof(path) || read_small_file(path, text, sizeof(text)) == -1 ||
+	if (read_file_at(root, name, text, sizeof(text)) == -1 ||
 	    cgroup_stat_value(text, key, &value) != 1)
 		return 0;
 	return value;

@@ -361,6 +361,15 @@ format_durations(const struct metrics_snapshot *snap, struct buf *out)
 	}
 }
 
+/* One gauge series without labels, with its HELP and TYPE lines. */
+static void
+format_gauge(struct buf *out, const char *name, const char *help,
+    uint64_t value)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help,
+	    name, name, (unsigned long long)value);
+}
+
 int
 metrics_format(const struct metrics_snapshot *snap, struct buf *out)
 {
@@ -382,27 +391,20 @@ metrics_format(const struct metrics_snapshot *snap, struct buf *out)
 	    (unsigned long long)snap->db_errors,
 	    (unsigned long long)snap->db_reconnects,
 	    (unsigned long long)snap->worker_starts, snap->workers_alive);
-	buf_printf(out,
-	    "# HELP items_db_up 0 while the pool finds the database unreachable.\n"
-	    "# TYPE items_db_up gauge\n"
-	    "items_db_up %d\n", snap->db_up ? 1 : 0);
+	format_gauge(out, "items_db_up",
+	    "0 while the pool finds the database unreachable.",
+	    snap->db_up ? 1 : 0);
 	if (snap->workers_configured > 0)
-		buf_printf(out,
-		    "# HELP items_workers_configured The pool size: workers kept alive when all is well.\n"
-		    "# TYPE items_workers_configured gauge\n"
-		    "items_workers_configured %u\n", snap->workers_configured);
+		format_gauge(out, "items_workers_configured",
+		    "The pool size: workers kept alive when all is well.",
+		    snap->workers_configured);
 	if (snap->memory.has_usage)
-		buf_printf(out,
-		    "# HELP items_memory_bytes Memory in use by the container (its cgroup), less the inactive file cache.\n"
-		    "# TYPE items_memory_bytes gauge\n"
-		    "items_memory_bytes %llu\n",
-		    (unsigned long long)snap->memory.usage_bytes);
+		format_gauge(out, "items_memory_bytes",
+		    "Memory in use by the container (its cgroup), less the inactive file cache.",
+		    snap->memory.usage_bytes);
 	if (snap->memory.has_limit)
-		buf_printf(out,
-		    "# HELP items_memory_limit_bytes The container's memory limit.\n"
-		    "# TYPE items_memory_limit_bytes gauge\n"
-		    "items_memory_limit_bytes %llu\n",
-		    (unsigned long long)snap->memory.limit_bytes);
+		format_gauge(out, "items_memory_limit_bytes",
+		    "The container's memory limit.", snap->memory.limit_bytes);
 	/* buf_* free the buffer on failure, so one check covers the series. */
 	return out->failed ? -1 : 0;
 }
