@@ -111,11 +111,7 @@ function dashboardSuite() {
       browser = await launchBrowser();
     });
 
-    afterEach(() => {
-      const mine = recorder.problems.filter((p) => p.test === recorder.test);
-      const report = mine.map((p) => `${p.kind}: ${p.text}`).join('\n');
-      assert.equal(mine.length, 0, `problems seen during "${recorder.test}":\n${report}`);
-    });
+    afterEach(() => recorder.assertNoProblemsInTest());
 
     after(async () => {
       if (browser) await browser.close();

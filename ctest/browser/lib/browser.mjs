@@ -1,6 +1,7 @@
 // Debian's Chromium driven by playwright-core, with watchers that record every
 // console error, page error, dialog, CSP violation and non-loopback request.
 
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -87,6 +88,13 @@ export class Recorder {
     this.problems.push({ kind, test: this.test, text });
   }
 
+  // Each test answers for its own pages (an afterEach): nothing seen while it ran.
+  assertNoProblemsInTest() {
+    const mine = this.problems.filter((p) => p.test === this.test);
+    const report = mine.map((p) => `${p.kind}: ${p.text}`).join('\n');
+    assert.equal(mine.length, 0, `problems seen during "${this.test}":\n${report}`);
+  }
+
   async attach(context) {
     await context.route('**/*', (route) => {
       const url = new URL(route.request().url());
@@ -130,6 +138,19 @@ export class Recorder {
     });
     page.on('crash', () => this.add('crash', page.url()));
   }
+}
+
+// Presses End once the page has stopped scrolling: Chromium scrolls smoothly,
+// and an End pressed during that animation goes to the end as it was when
+// the animation began (before the page just loaded), i.e. nowhere.
+export async function pressEnd(p) {
+  for (let last = -1; ;) {
+    const y = await p.evaluate(() => window.scrollY);
+    if (y === last) break;
+    last = y;
+    await p.waitForTimeout(100);
+  }
+  await p.keyboard.press('End');
 }
 
 // Retries `check` (an async assertion) until it passes or `timeoutMs` ends.

@@ -10,7 +10,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { apiClient, createMany } from '../lib/api.mjs';
-import { eventually, launchBrowser, Recorder } from '../lib/browser.mjs';
+import { eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
 import { REPO_ROOT, startStack } from '../lib/stack.mjs';
 
 const OUTPUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'output');
@@ -60,19 +60,6 @@ async function enterToken(page, value) {
 const itemLi = (page, id) => page.locator(`#items-list > li[data-id="${id}"]`);
 const PAGE_SIZE = 100; // the page asks for /items?limit=100
 const frNumber = new Intl.NumberFormat('fr-FR');
-
-// Presses End once the page has stopped scrolling: Chromium scrolls smoothly,
-// and an End pressed during that animation goes to the end as it was when
-// the animation began (before the page just loaded), i.e. nowhere.
-async function pressEnd(p) {
-  for (let last = -1; ;) {
-    const y = await p.evaluate(() => window.scrollY);
-    if (y === last) break;
-    last = y;
-    await p.waitForTimeout(100);
-  }
-  await p.keyboard.press('End');
-}
 
 // Presses "Charger plus" until the item's card is shown (the page loads the
 // list a page at a time), or fails when the list ends without it.
@@ -144,11 +131,7 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
 
   // Each test answers for its own pages: no console error, page error,
   // dialog, CSP violation or non-loopback request while it ran.
-  afterEach(() => {
-    const mine = recorder.problems.filter((p) => p.test === recorder.test);
-    const report = mine.map((p) => `${p.kind}: ${p.text}`).join('\n');
-    assert.equal(mine.length, 0, `problems seen during "${recorder.test}":\n${report}`);
-  });
+  afterEach(() => recorder.assertNoProblemsInTest());
 
   after(async () => {
     try {

@@ -15,7 +15,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { apiClient } from '../lib/api.mjs';
-import { eventually, launchBrowser, Recorder } from '../lib/browser.mjs';
+import { eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
 import { startStack } from '../lib/stack.mjs';
 
 const OUTPUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'output');
@@ -75,18 +75,6 @@ function watchLists(p) {
 
 const cards = (p) => p.locator('#items-list > li');
 
-// Presses End once the page has stopped scrolling: Chromium scrolls smoothly,
-// and an End pressed during that animation goes to the end as it was when
-// the animation began (before the page just loaded), i.e. nowhere.
-async function pressEnd(p) {
-  for (let last = -1; ;) {
-    const y = await p.evaluate(() => window.scrollY);
-    if (y === last) break;
-    last = y;
-    await p.waitForTimeout(100);
-  }
-  await p.keyboard.press('End');
-}
 const shownIds = (p) => cards(p).evaluateAll((lis) => lis.map((li) => Number(li.dataset.id)));
 
 // The table filled in bulk: multi-row INSERTs through MariaDB's root socket
@@ -115,11 +103,7 @@ describe('the page with a large table', { timeout: 20 * 60 * 1000 }, () => {
     browser = await launchBrowser();
   }, { timeout: 16 * 60 * 1000 });
 
-  afterEach(() => {
-    const mine = recorder.problems.filter((p) => p.test === recorder.test);
-    const report = mine.map((p) => `${p.kind}: ${p.text}`).join('\n');
-    assert.equal(mine.length, 0, `problems seen during "${recorder.test}":\n${report}`);
-  });
+  afterEach(() => recorder.assertNoProblemsInTest());
 
   after(async () => {
     try {
