@@ -627,9 +627,10 @@ targets_not_up() {
     # One target a line: split before each target's discovered labels.
     printf '%s' "$json" | sed 's/{"discoveredLabels"/\n&/g' | grep -v '"health":"up"' |
         sed -n 's/.*"instance":"\([^"]*\)".*"job":"\([^"]*\)".*"health":"\([^"]*\)".*/\2 \1: \3/p' | paste -sd';' -
-    for job in api front nginx mysqld volume alertmanager prometheus; do
+    # The jobs of Prometheus' configuration, each with a target.
+    while read -r job; do
         [[ $json == *"\"job\":\"$job\""* ]] || echo "$job: no target"
-    done
+    done < <(sed -n 's/^  - job_name: //p' "$DK_ROOT/monitoring/prometheus.yml.in")
 }
 
 # targets_up: every target Prometheus knows reports up (bounded wait: a target is up after its first

@@ -81,9 +81,7 @@ def run(args, timeout=120, check_rc=True):
 
 
 def compose(*args, timeout=300):
-    return run(["docker-compose" if checks.plain_compose() == ["docker-compose"] else "docker", *(
-        [] if checks.plain_compose() == ["docker-compose"] else ["compose"]),
-        "--project-directory", REPO, "-p", PROJECT, *args], timeout=timeout)
+    return run([*checks.plain_compose(), "--project-directory", REPO, "-p", PROJECT, *args], timeout=timeout)
 
 
 def cid(service):
@@ -111,12 +109,12 @@ def query(expr):
 
 
 def notifications():
-    """What the receiver got, in arrival order: the parsed bodies Alertmanager posted."""
+    """What the receiver got, in arrival order: (arrival time, the parsed body Alertmanager posted)."""
     found = []
     for path in sorted(glob.glob(os.path.join(INBOX, "*.json"))):
         try:
             with open(path, encoding="utf-8") as f:
-                found.append(json.load(f))
+                found.append((os.fstat(f.fileno()).st_mtime, json.load(f)))
         except ValueError:
             continue  # still being written
     return found
@@ -124,14 +122,8 @@ def notifications():
 
 def alert_seen(name, status, since):
     """Seconds since `since` at which a notification carrying alert name with status arrived, or None."""
-    for path in sorted(glob.glob(os.path.join(INBOX, "*.json"))):
-        at = os.stat(path).st_mtime
+    for at, body in notifications():
         if at < since:
-            continue
-        try:
-            with open(path, encoding="utf-8") as f:
-                body = json.load(f)
-        except ValueError:
             continue
         for alert in body.get("alerts", []):
             if alert.get("labels", {}).get("alertname") == name and alert.get("status") == status:
@@ -172,7 +164,7 @@ def check_targets():
         jobs = {t["labels"]["job"] for t in targets}
         down = [(t["labels"]["job"], t["labels"]["instance"], t.get("lastError")) for t in targets
                 if t["health"] != "up"]
-        return (not down and {"api", "front", "nginx", "mysqld", "volume", "alertmanager", "prometheus"} <= jobs), \
+        return (not down and set(checks.MONITORING_JOBS) <= jobs), \
             (jobs, down)
     ok = wait_for(lambda: all_up()[0], 60, interval=1)
     assert ok, f"targets not all up: {all_up()[1]}"
@@ -342,7 +334,7 @@ def drill_errors():
 
 def check_receiver_only():
     """Every notification came through the internal network's receiver, with Alertmanager's shape."""
-    bodies = notifications()
+    bodies = [body for _, body in notifications()]
     assert bodies, "nothing arrived"
     for body in bodies:
         assert body.get("receiver") == "webhook" and "alerts" in body and body.get("version") == "4", body

@@ -492,7 +492,7 @@ def check_monitoring():
     def all_targets_up():
         down = [(m["job"], m["instance"]) for m, v in prometheus_query("up") if v != 1]
         jobs = {m["job"] for m, _ in prometheus_query("up")}
-        assert not down and {"api", "front", "nginx", "mysqld", "volume", "alertmanager", "prometheus"} <= jobs, \
+        assert not down and set(checks.MONITORING_JOBS) <= jobs, \
             (down, jobs)
 
     check(f"monitoring (--monitoring): Prometheus scrapes each of the {REPLICAS} api tasks (DNS SD of tasks.api), "
