@@ -146,12 +146,20 @@ for cidr in $(printf '%s' "$REAL_IP_FROM" | tr ',' ' '); do
 "
 done
 
-export HTTP_LISTEN METRICS_LISTEN FCGI_BACKEND DNS_RESOLVER WRITE_RATE \
+# /metrics/replica?address=IP:PORT passes a scrape to that replica; a pool on
+# a unix socket is a single one, which answers for whatever address was asked.
+# shellcheck disable=SC2016 # nginx variables, written as they are
+METRICS_REPLICA='$replica_ip:$replica_port'
+case $FCGI_BACKEND:${FCGI_UPSTREAM:-} in
+items_api:unix:*) METRICS_REPLICA=items_api ;;
+esac
+
+export HTTP_LISTEN METRICS_LISTEN FCGI_BACKEND DNS_RESOLVER WRITE_RATE METRICS_REPLICA \
 	WRITE_BURST STATIC_ROOT NGINX_RUN_DIR NGINX_LOG_DIR NGINX_WORKER_PROCESSES NGINX_RLIMIT_NOFILE
 
 mkdir -p "$out"
 # shellcheck disable=SC2016 # names for envsubst, not expansions
-envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_BACKEND} ${DNS_RESOLVER} ${WRITE_RATE} ${WRITE_BURST} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR} ${NGINX_WORKER_PROCESSES} ${NGINX_RLIMIT_NOFILE}' \
+envsubst '${HTTP_LISTEN} ${METRICS_LISTEN} ${FCGI_BACKEND} ${METRICS_REPLICA} ${DNS_RESOLVER} ${WRITE_RATE} ${WRITE_BURST} ${STATIC_ROOT} ${NGINX_RUN_DIR} ${NGINX_LOG_DIR} ${NGINX_WORKER_PROCESSES} ${NGINX_RLIMIT_NOFILE}' \
 	<"$here/nginx.conf.template" >"$out/nginx.conf"
 cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$here/items-count.conf" "$here/ffdhe2048.pem" "$out/"
 

@@ -400,6 +400,11 @@ fi
 dk_ensure_engine
 dk_detect_compose
 project=$(dk_setting COMPOSE_PROJECT_NAME items)
+# The containers refuse another value too, but only after the build and a wait for health.
+case $(dk_setting API_TRANSPORT unix) in
+    unix | tcp) ;;
+    *) dk_die "API_TRANSPORT=$(dk_setting API_TRANSPORT): expected unix (front -> api over a shared socket, one api container; the default) or tcp (api replicas: docker compose up --scale api=N)" ;;
+esac
 if ((swarm)); then
     case $(dk_swarm_state) in
         manager) ;;

@@ -51,9 +51,12 @@ SERVICES = ("db", "api", "front")
 
 
 def env():
-    return checks.deploy_env(PROJECT, PORT, "0.0.0.0", SECRETS_DIR,
-                             {"EDGE_SUBNET": EDGE_SUBNET, "FRONT_EDGE_IP": FRONT_EDGE_IP,
-                              "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET}, https_port=HTTPS_PORT)
+    e = checks.deploy_env(PROJECT, PORT, "0.0.0.0", SECRETS_DIR,
+                          {"EDGE_SUBNET": EDGE_SUBNET, "FRONT_EDGE_IP": FRONT_EDGE_IP,
+                           "DATA_SUBNET": DATA_SUBNET, "PUBLIC_SUBNET": PUBLIC_SUBNET}, https_port=HTTPS_PORT)
+    if TRANSPORT:
+        e["API_TRANSPORT"] = TRANSPORT
+    return e
 
 
 def run(args, timeout=120, check_rc=True, input_text=None, extra_env=None):
@@ -313,17 +316,10 @@ def check_network():
 
     def control():
         assert netns_probe(api, "db", 3306), "the api cannot reach db:3306: the probe itself is broken"
-        assert netns_probe(front, "api", 9000), "the front cannot connect to api:9000: the probe itself is broken"
 
     def unreachable():
         assert not netns_probe(front, "db", 3306), "front reaches db:3306 by name"
         assert not netns_probe(front, db_ip, 3306), f"front reaches {db_ip}:3306"
-
-    def db_to_api():
-        api_ips = [n["IPAddress"] for n in inspect(api)["NetworkSettings"]["Networks"].values()]
-        assert not netns_probe(db, "api", 9000), "db reaches api:9000 by name"
-        for ip in api_ips:
-            assert not netns_probe(db, ip, 9000), f"db reaches {ip}:9000"
 
     def internal():
         flags = {name: json.loads(docker("network", "inspect", f"{PROJECT}_{name}").stdout)[0]["Internal"]
@@ -376,14 +372,105 @@ def check_network():
         assert bound["8080/tcp"][0]["HostPort"] == str(PORT), bound
         assert bound["8443/tcp"][0]["HostPort"] == str(HTTPS_PORT), bound
 
-    check("network: the probe reaches db:3306 from the api and api:9000 from the front (control)", control)
+    check("network: the probe reaches db:3306 from the api (control)", control)
     check("network: db:3306 unreachable from the front container (by name and by address)", unreachable)
-    check("network: api:9000 unreachable from the db container (by name and every api address)", db_to_api)
     check("network: public (front only) has a way out; edge and data are internal; api on edge+data, db on data",
           internal)
     check("network: api and db have no route out of the stack (routes only into its networks; a default route, "
           "if Docker adds one, ends at its isolation rules); the front's way out is the public network", no_route_out)
     check("network: api and db publish no host port; front only its HTTP and HTTPS ports", ports)
+
+
+# --- front -> api: the unix socket (the default) and TCP (replicas) ----------------------------------
+
+
+def check_unix_transport():
+    """API_TRANSPORT=unix (the default): the front passes requests to the api's socket on the volume
+    api-socket, which only front and api mount; the api listens on no TCP port; the socket admits
+    the api's group only; a second api container finds the socket in use and never serves."""
+    front, api = cid("front"), cid("api")
+    sock = "/run/items-api/fcgi.sock"
+
+    def upstream():
+        conf = docker("exec", front, "cat", "/run/nginx/conf/items-upstream.conf").stdout
+        assert f"server unix:{sock} max_fails=0;" in conf, conf
+        logs = docker("logs", api).stderr
+        assert f"listening on unix:{sock}" in logs, "items-pool did not say it listens on the socket"
+        socks = tcp_listeners(inspect(api)["State"]["Pid"])
+        assert not [s for s in socks if s[1] == 9000], f"the api listens on TCP 9000 too: {socks}"
+        assert try_status() == 200
+
+    def permissions():
+        out = docker("exec", front, "/usr/bin/busybox", "stat", "-c", "%F %a %u %g", sock, os.path.dirname(sock))
+        got = out.stdout.splitlines()
+        assert got == ["socket 660 10002 10000", "directory 750 10002 10000"], got
+        mounts = {}
+        for c in docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.split():
+            info = inspect(c)
+            for m in info["Mounts"]:
+                if m.get("Name") == f"{PROJECT}_api-socket":
+                    mounts[info["Config"]["Labels"]["com.docker.compose.service"]] = m["RW"]
+        assert mounts == {"api": True, "front": False}, f"api-socket mounted by {mounts} (service: read-write)"
+
+    def second_api_refused():
+        compose_up("--no-recreate", "--scale", "api=2", "api")
+        try:
+            second = wait_for(lambda: [c for c in containers_of("api") if c != api], 30)
+            assert second, f"no second api container: {containers_of('api')}"
+            said = wait_for(lambda: "already in use" in docker("logs", second[0], check_rc=False).stderr, 30)
+            assert said, f"the second api did not refuse the socket: {docker('logs', second[0]).stderr[-400:]}"
+            assert health(second[0]) != "healthy", "a second api container on the same socket is healthy"
+            statuses = [try_status() for _ in range(20)]
+            assert statuses == [200] * 20, f"with a second api container: {statuses}"
+        finally:
+            compose_up("--no-recreate", "--scale", "api=1", "api")
+        assert wait_for(lambda: containers_of("api") == [api], 60), containers_of("api")
+
+    check("transport unix (default): the front's upstream is the api's socket, the api listens on no TCP port", upstream)
+    check("transport unix: the socket 0660 and its directory 0750, api's uid and group; volume mounted by the api "
+          "(read-write) and the front (read-only) only", permissions)
+    check("transport unix: a second api container (--scale api=2) finds the socket in use and never serves; "
+          "the first one keeps serving (20 of 20)", second_api_refused)
+
+
+def use_transport(transport):
+    """Recreates api and front with API_TRANSPORT=transport, as an operator would (.env, `up -d`)."""
+    global TRANSPORT
+    TRANSPORT = transport
+    compose_up("api", "front")
+    ok = wait_for(lambda: all(health(c) == "healthy" for c in containers_of("api") + containers_of("front"))
+                  and try_status() == 200, 120)
+    assert ok, f"api/front not healthy with API_TRANSPORT={transport} (/status {try_status()})"
+
+
+def check_tcp_transport():
+    """API_TRANSPORT=tcp: the api listens on its edge address, the front finds the replicas through
+    Docker's DNS: FastCGI trust, then --scale; the stack goes back to the unix socket after."""
+    def switched():
+        use_transport("tcp")
+        conf = docker("exec", cid("front"), "cat", "/run/nginx/conf/nginx.conf").stdout
+        assert 'default "api:9000";' in conf, "the front does not pass requests to api:9000"
+        assert netns_probe(cid("front"), "api", 9000), "the front cannot connect to api:9000: the probe itself is broken"
+
+    def db_to_api():
+        api, db = cid("api"), cid("db")
+        api_ips = [n["IPAddress"] for n in inspect(api)["NetworkSettings"]["Networks"].values()]
+        assert not netns_probe(db, "api", 9000), "db reaches api:9000 by name"
+        for ip in api_ips:
+            assert not netns_probe(db, ip, 9000), f"db reaches {ip}:9000"
+
+    def back():
+        use_transport("unix")
+        conf = docker("exec", cid("front"), "cat", "/run/nginx/conf/items-upstream.conf").stdout
+        assert "server unix:/run/items-api/fcgi.sock" in conf, conf
+
+    if not check("transport tcp: api and front recreated with API_TRANSPORT=tcp, healthy; the front connects to "
+                 "api:9000 (control)", switched):
+        return
+    check("network: api:9000 unreachable from the db container (by name and every api address)", db_to_api)
+    check_fcgi_trust()
+    check_scale()
+    check("transport: back to unix, api and front recreated, healthy, the socket upstream again", back)
 
 
 # --- trust at the FastCGI socket ---------------------------------------------------------------------
@@ -1399,12 +1486,12 @@ def main():
         check_hardening()
         check_db_contract()
         check_network()
-        check_fcgi_trust()
+        check_unix_transport()
         check_secrets()
         check_quiet_healthchecks()
         check_limits()
         check_front_settings()
-        check_scale()
+        check_tcp_transport()
         check_rotation()
         # HTTPS: protocols, ALPN, the chain, HTTPS_ONLY=1, renewal under load, testssl.sh (tls_checks.py)
         artifacts = os.environ.get("E2E_ARTIFACTS", os.path.join(REPO, "build-test", "logs", "tls"))
@@ -1443,6 +1530,8 @@ def finish():
 
 
 SECRETS_DIR = ""
+# API_TRANSPORT of every compose run ("": the default of compose.yaml, unix).
+TRANSPORT = ""
 SECRETS = {}
 
 if __name__ == "__main__":

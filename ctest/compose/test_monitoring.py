@@ -55,6 +55,8 @@ DRILL_TIMEOUT = 150  # seconds a drill waits for a notification before it fails
 PORT = HTTPS_PORT = PROM_PORT = 0
 TMP = SECRETS = INBOX = ""
 FIGURES = []
+# API_TRANSPORT of the compose runs ("": compose.yaml's default, unix).
+TRANSPORT = ""
 
 
 def env():
@@ -62,6 +64,8 @@ def env():
                           drop=("REGISTRY", "COMPOSE_FILE", "COMPOSE_PROFILES"), https_port=HTTPS_PORT)
     e.update(IMAGE_PREFIX=IMAGE_PREFIX, IMAGE_TAG="latest", PROMETHEUS_PORT=str(PROM_PORT),
              DEPLOY_STATE_DIR=os.path.join(TMP, "state"), BACKUP_DIR=os.path.join(TMP, "backup"))
+    if TRANSPORT:
+        e["API_TRANSPORT"] = TRANSPORT
     return e
 
 
@@ -205,6 +209,11 @@ def check_promtool():
 
 
 def check_replicas():
+    """Deployed with the default transport (a unix socket: one api container, scraped through the
+    front like a replica); replicas need API_TRANSPORT=tcp: api and front recreated with it."""
+    global TRANSPORT
+    TRANSPORT = "tcp"
+    compose("up", "-d", "--no-deps", "api", "front", timeout=300)
     compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "api=2", "api", timeout=300)
     ok = wait_for(lambda: len([v for _, v in query('up{job="api"}') if v == 1]) == 2, 90, interval=1)
     api = query('up{job="api"}')

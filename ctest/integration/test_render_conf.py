@@ -99,6 +99,21 @@ class RenderConf(unittest.TestCase):
         proc, text, _ = self.render({"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "127.0.0.1:9000"})
         self.assertEqual(text.count("server 127.0.0.1:9000 max_fails=0;"), 2)
 
+    def test_metrics_replica_follows_the_transport(self):
+        """/metrics/replica passes a scrape to the replica at ?address=; a pool on a unix socket
+        (API_TRANSPORT=unix) is the only one, so the address leads to its upstream instead."""
+        replica = "(?<replica_port>[0-9]{1,5})$\""
+        cases = [({}, "$replica_ip:$replica_port;"),
+                 ({"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "127.0.0.1:9000"}, "$replica_ip:$replica_port;"),
+                 ({"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "unix:/run/items-api/fcgi.sock"}, "items_api;")]
+        for extra, want in cases:
+            with self.subTest(extra=extra):
+                proc, text, out = self.render(extra)
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                line = next(x for x in text.splitlines() if replica in x)
+                self.assertTrue(line.rstrip().endswith(want), line)
+                self.nginx_t(out)
+
     def test_bad_values_refused_with_the_variable_named(self):
         cases = {
             "WRITE_RATE": ["10r/s;", "10", "r/s", "0r/s", "10r/h", "10 r/s", "10r/s }", "-1r/s"],

@@ -27,6 +27,9 @@ service or is listed here as left out on purpose:
                                             tmpfs.size}: Swarm takes no uid=, and the mount gets the
                                             mode of the image's directory (fine for a 1777 /tmp)
   build, restart, container_name         dropped (images are built before; deploy.restart_policy)
+  the volume api-socket, group_add       dropped: the api's unix socket (compose's API_TRANSPORT=unix)
+                                            needs front and api on one host; compose.swarm.yaml
+                                            sets API_TRANSPORT=tcp (group_add: no Swarm equivalent)
   ulimits                                dropped: Swarm services take none before Docker 23 (the
                                             engine's default, higher than compose's, applies)
   security_opt (no-new-privileges)       dropped: Swarm services cannot set it before Docker 27
@@ -84,6 +87,16 @@ def tmpfs_mount(spec):
         if key == "size":
             mount["tmpfs"] = {"size": parse_size(value)}
     return mount
+
+
+SOCKET_VOLUME = "api-socket"
+
+
+def mount_source(volume):
+    if isinstance(volume, dict):
+        return volume.get("source")
+    parts = str(volume).split(":")
+    return parts[0] if len(parts) > 1 else None
 
 
 def mount_target(volume):
@@ -148,7 +161,7 @@ def is_loopback(original):
 
 
 def convert_service(name, svc, notes):
-    for key in ("build", "restart", "container_name", "security_opt", "depends_on", "ulimits"):
+    for key in ("build", "restart", "container_name", "security_opt", "depends_on", "ulimits", "group_add"):
         if key in svc:
             notes.append(f"{name}: {key} dropped")
             del svc[key]
@@ -175,6 +188,11 @@ def convert_service(name, svc, notes):
             res["cpus"] = str(res["cpus"])
         if "memory" in res and str(res["memory"]).isdigit():
             res["memory"] = f"{res['memory']}b"
+    if any(mount_source(v) == SOCKET_VOLUME for v in svc.get("volumes") or []):
+        svc["volumes"] = [v for v in svc["volumes"] if mount_source(v) != SOCKET_VOLUME]
+        if not svc["volumes"]:
+            del svc["volumes"]
+        notes.append(f"{name}: volume {SOCKET_VOLUME} dropped (Swarm: API_TRANSPORT=tcp)")
     if "tmpfs" in svc:
         specs = svc.pop("tmpfs")
         specs = [specs] if isinstance(specs, str) else specs
@@ -245,7 +263,8 @@ def convert(cfg, notes, stack=None, profiles=()):
         out["networks"] = networks
     for key in ("volumes", "secrets", "configs"):
         if cfg.get(key):
-            out[key] = {name: local_name(value) for name, value in cfg[key].items()}
+            out[key] = {name: local_name(value) for name, value in cfg[key].items()
+                        if not (key == "volumes" and name == SOCKET_VOLUME)}
     if stack and out.get("secrets"):
         versioned_secrets(out["secrets"], stack, notes)
     return out
