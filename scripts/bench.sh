@@ -78,6 +78,17 @@ Options:
                      RUN_DIR/env, SAVED_TLS_PORT]
   --cacert FILE      with --url: the CA to check its certificate with
                      [RUN_DIR/tls/ca.pem]
+  --compose          also the compose deploy, both transports side by side:
+                     deploys its own project (scripts/deploy.sh, COMPOSE_PROJECT
+                     items-bench, free loopback ports, subnets 172.31.225-227
+                     and 172.31.26/126, removed at the end with its volumes),
+                     recreates the front with a read-only bind mount that
+                     serves the identical body as a static file (the limit,
+                     through the same front container), and runs static,
+                     status, items and item with API_TRANSPORT=unix, then
+                     with API_TRANSPORT=tcp (front and api recreated). CPU per
+                     tier comes from the containers' processes (docker top).
+                     Needs Docker (installed and started like deploy.sh does)
   --smoke            every step for ~1 s with few connections: checks that each
                      step runs and every body is right; asserts no speed
   --write-doc        write the results into docs/performance.md (between the
@@ -97,7 +108,7 @@ EOF
 # ---------------------------------------------------------------- options --
 
 URL="" RUN_DIR_OPT="" STATIC_OPT="" DURATION=10 CONNECTIONS=32 STEPS="" SCALE=0 SMOKE=0
-WRITE_DOC=0 KEEP=0 WARMUP=2 TLS=0 TLS_URL="" CACERT=""
+WRITE_DOC=0 KEEP=0 WARMUP=2 TLS=0 TLS_URL="" CACERT="" COMPOSE_BENCH=0
 
 parse_args() {
   while (($#)); do
@@ -111,6 +122,7 @@ parse_args() {
       --steps) STEPS=${2:?--steps needs a value}; shift ;;
       --scale) SCALE=1 ;;
       --tls) TLS=1 ;;
+      --compose) COMPOSE_BENCH=1 ;;
       --tls-url) TLS_URL=${2:?--tls-url needs a value}; shift ;;
       --cacert) CACERT=${2:?--cacert needs a value}; shift ;;
       --smoke) SMOKE=1 ;;
@@ -166,6 +178,7 @@ STARTED_STACK=0 RUN_DIR="" OUT_DIR="" BASE="" TLS_BASE=""
 
 cleanup() {
   local rc=$?
+  compose_down
   if ((STARTED_STACK)); then
     RUN_DIR=$RUN_DIR "$REPO/scripts/run-local.sh" --stop >>"$RUN_DIR/bench-stack.log" 2>&1 ||
       log "stopping the stack failed: see $RUN_DIR/bench-stack.log"
@@ -341,8 +354,8 @@ publish_static() {
     log "$STATIC_NOTE"
     return
   fi
-  STATIC_PATH=/$name
-  (umask 022 && cp "$src" "$RUN_DIR/html/$name")
+  STATIC_PATH=${STATIC_PREFIX}/$name
+  (umask 022 && cp "$src" "${STATIC_DIR:-$RUN_DIR/html}/$name")
   code=$(fetch "$name" GET "$STATIC_PATH")
   expect_status "$name" "$code" 200
   cmp -s "$src" "$OUT_DIR/$name.body" || die "body check $name: the static copy differs from the API's body"
@@ -351,6 +364,9 @@ publish_static() {
 }
 
 FIRST_ID="" ITEMS_COUNT=0 STATIC_ITEMS="" STATIC_100="" TOKEN="" STATIC_NOTE=""
+# Where publish_static writes, and the URL prefix it is served under: RUN_DIR/html
+# at / for the local stack; the compose front's bind mount under /bench.
+STATIC_DIR="" STATIC_PREFIX=""
 
 check_bodies() {
   local code summary id
@@ -429,8 +445,14 @@ read_pid() {
 
 # The processes of a tier: nginx (master and workers), workers (the pool's
 # children), db (mariadbd, whose threads /proc/PID/stat adds up).
+# With --compose, a tier is a container: its processes as the host sees them.
+declare -A TIER_CONTAINER=()
 tier_pids() {
   local pid
+  if [[ -n ${TIER_CONTAINER[$1]:-} ]]; then
+    docker top "${TIER_CONTAINER[$1]}" -eo pid 2>/dev/null | tail -n +2 || true
+    return 0
+  fi
   case $1 in
     nginx) pid=$(read_pid nginx) ;;
     workers) pid=$(read_pid pool) ;;
@@ -495,7 +517,7 @@ run_wrk() {
   RPS[$id]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
   P50[$id]=$p50_us P99[$id]=$p99_us LABEL[$id]=$label
   CPU[$id]=- CPU_NGINX[$id]=""
-  if [[ -n $RUN_DIR ]] && ((requests > 0)); then
+  if [[ -n $RUN_DIR || -n ${TIER_CONTAINER[nginx]:-} ]] && ((requests > 0)); then
     CPU[$id]=$(cpu_per "$requests" ticks)
     CPU_NGINX[$id]=${CPU[$id]%%/*}
   fi
@@ -808,6 +830,152 @@ worker_memory() {
   done
 }
 
+# ---------------------------------------------------------------- compose --
+
+# The compose deploy (issue 16): the same steps through the front container,
+# first with the api on the unix socket both containers share, then over TCP.
+# The limit is the same front serving the identical body from a read-only bind
+# mount (its image is read-only: nothing can be published into it).
+BENCH_PROJECT=items-bench COMPOSE_DIR="" COMPOSE_PORT="" COMPOSE_STARTED=0
+COMPOSE_ENV=() COMPOSE_CMD=() COMPOSE_SETTINGS="" COMPOSE_TABLE="" COMPOSE_RESULT=""
+COMPOSE_TRANSPORTS=(unix tcp)
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Compose for the bench project, with the bind mount of the static limit.
+bench_compose() {
+  env "${COMPOSE_ENV[@]}" "${COMPOSE_CMD[@]}" --project-directory "$REPO" -f "$REPO/compose.yaml" \
+    -f "$COMPOSE_DIR/bench.yaml" -p "$BENCH_PROJECT" "$@"
+}
+
+compose_cid() { bench_compose ps -q "$1" 2>/dev/null | head -n 1; }
+
+compose_deploy() {
+  local log
+  COMPOSE_DIR=$OUT_DIR/compose
+  mkdir -p "$COMPOSE_DIR/static" "$COMPOSE_DIR/secrets"
+  # The front's uid reads the mounted directory.
+  chmod 755 "$COMPOSE_DIR" "$COMPOSE_DIR/static"
+  COMPOSE_PORT=$(free_port)
+  # Its own project, images, ports and subnets: nothing of another deployment
+  # on this machine is touched. The write limit is raised as for the local run.
+  COMPOSE_ENV=(COMPOSE_PROJECT_NAME="$BENCH_PROJECT" IMAGE_PREFIX="$BENCH_PROJECT" IMAGE_TAG=latest
+    HTTP_BIND=127.0.0.1 HTTP_PORT="$COMPOSE_PORT" HTTPS_PORT="$(free_port)" PROMETHEUS_PORT="$(free_port)"
+    SECRETS_DIR="$COMPOSE_DIR/secrets" DEPLOY_STATE_DIR="$COMPOSE_DIR/state" BACKUP_DIR="$COMPOSE_DIR/backup"
+    EDGE_SUBNET=172.31.226.0/24 FRONT_EDGE_IP=172.31.226.20 DATA_SUBNET=172.31.227.0/24
+    PUBLIC_SUBNET=172.31.225.0/24 MONITORING_SUBNET=172.31.126.0/24 MONITORING_OUT_SUBNET=172.31.26.0/24
+    WRITE_RATE=100000r/s WRITE_BURST=100000 COMPOSE_PROFILES= COMPOSE_FILE= REGISTRY=)
+  cat >"$COMPOSE_DIR/bench.yaml" <<YAML
+# scripts/bench.sh --compose: the static limit, served by the front itself.
+services:
+  front:
+    volumes:
+      - $COMPOSE_DIR/static:/usr/share/nginx/html/bench:ro
+YAML
+  log=$COMPOSE_DIR/deploy.log
+  log "--compose: deploying the project $BENCH_PROJECT on 127.0.0.1:$COMPOSE_PORT (log: $log)"
+  COMPOSE_STARTED=1
+  env "${COMPOSE_ENV[@]}" API_TRANSPORT=unix "$REPO/scripts/deploy.sh" --timeout 600 >"$log" 2>&1 ||
+    { tail -n 30 "$log" >&2; die "--compose: scripts/deploy.sh failed (see $log)"; }
+  if docker compose version >/dev/null 2>&1; then COMPOSE_CMD=(docker compose); else COMPOSE_CMD=(docker-compose); fi
+}
+
+compose_down() {
+  ((COMPOSE_STARTED)) || return 0
+  env "${COMPOSE_ENV[@]}" "$REPO/scripts/deploy.sh" --down --purge >>"$COMPOSE_DIR/deploy.log" 2>&1 ||
+    log "--compose: removing the project $BENCH_PROJECT failed: see $COMPOSE_DIR/deploy.log"
+  COMPOSE_STARTED=0
+}
+
+# (Re)creates api and front with API_TRANSPORT=$1 and the bind mount; waits
+# until both are healthy and /status answers 200 through the front.
+compose_transport() {
+  local transport=$1 deadline=$((SECONDS + 180)) svc cid healthy
+  bench_compose up -d --no-deps --no-build api front >>"$COMPOSE_DIR/deploy.log" 2>&1 ||
+    die "--compose: recreating api and front with API_TRANSPORT=$transport failed (see $COMPOSE_DIR/deploy.log)"
+  while :; do
+    healthy=1
+    for svc in api front; do
+      cid=$(compose_cid "$svc")
+      [[ -n $cid && $(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null) == healthy ]] || healthy=0
+    done
+    if ((healthy)) && [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$COMPOSE_PORT/status") == 200 ]]; then
+      break
+    fi
+    ((SECONDS < deadline)) || die "--compose: api and front not healthy within 180 s with API_TRANSPORT=$transport"
+    sleep 1
+  done
+  # What the front was given, from its own log: the transport is not assumed.
+  docker logs "$(compose_cid front)" 2>&1 | grep -o 'FCGI_BACKEND=[^ ]*\( ([^)]*)\)\?' | tail -n 1
+}
+
+run_compose() {
+  local transport backend saved_steps=$STEPS saved_base=$BASE cid
+  compose_deploy
+  STATIC_DIR=$COMPOSE_DIR/static STATIC_PREFIX=/bench BASE=http://127.0.0.1:$COMPOSE_PORT
+  # The local token and writes stay with the local stack.
+  STEPS=",static,status,items,item,"
+  for transport in "${COMPOSE_TRANSPORTS[@]}"; do
+    COMPOSE_ENV+=(API_TRANSPORT="$transport") # the last one given counts
+    backend=$(compose_transport "$transport")
+    log "--compose: API_TRANSPORT=$transport, the front has $backend"
+    TIER_CONTAINER=([nginx]="$(compose_cid front)" [workers]="$(compose_cid api)" [db]="$(compose_cid db)")
+    check_bodies
+    if ((WARMUP > 0)); then
+      timeout $((WARMUP + 30)) wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$BASE/items" >/dev/null 2>&1 || true
+    fi
+    run_step "${transport}_static" "compose $transport: static file, same body" "$STATIC_ITEMS"
+    run_step "${transport}_status" "compose $transport: GET /status" /status
+    run_step "${transport}_items" "compose $transport: GET /items ($ITEMS_COUNT rows)" /items
+    run_step "${transport}_item" "compose $transport: GET /items/{id}" "/items/$FIRST_ID"
+  done
+  cid=$(compose_cid api)
+  COMPOSE_SETTINGS="FCGI_WORKERS=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$cid" |
+    sed -n 's/^FCGI_WORKERS=//p'), CPUs api/front/db $(for cid in "$(compose_cid api)" "$(compose_cid front)" "$(compose_cid db)"; do
+      docker inspect -f '{{.HostConfig.NanoCpus}}' "$cid"; done | awk '{ printf "%s%.1f", (NR > 1 ? "/" : ""), $1 / 1e9 }'), nginx worker processes $(docker top "$(compose_cid front)" -eo pid,args | grep -c '[n]ginx: worker')"
+  TIER_CONTAINER=()
+  STEPS=$saved_steps BASE=$saved_base STATIC_DIR="" STATIC_PREFIX=""
+  compose_down
+  compose_table
+  printf '\n%s\n%s' "$COMPOSE_TABLE" "$COMPOSE_RESULT"
+}
+
+# usage: cell KEY CONNS REF -> "req/s · ratio · p99" of one run
+cell() {
+  local id=$1:$2
+  [[ -n ${RPS[$id]:-} ]] || { echo "-"; return; }
+  printf '%s req/s · %s · p99 %s' "${RPS[$id]}" "$(ratio "$id" "$3")" "$(fmt_ms "${P99[$id]}")"
+}
+
+compose_table() {
+  local step c label local_ratio ratio_t t within
+  COMPOSE_TABLE="| test | conns | local (run-local.sh) | compose, unix socket | compose, TCP |"$'\n'
+  COMPOSE_TABLE+="|---|---:|---|---|---|"$'\n'
+  for step in static status items item; do
+    for c in $(conn_counts); do
+      label=${LABEL[unix_$step:$c]#compose unix: }
+      COMPOSE_TABLE+="| $label | $c | $(cell "$step" "$c" static) | $(cell "unix_$step" "$c" unix_static) | $(cell "tcp_$step" "$c" tcp_static) |"$'\n'
+    done
+  done
+  COMPOSE_TABLE+=$'\n'"CPU µs per request, nginx/workers/db (compose: the containers' processes):"$'\n\n'
+  COMPOSE_TABLE+="| test | conns | local | compose, unix socket | compose, TCP |"$'\n'"|---|---:|---:|---:|---:|"$'\n'
+  for step in status items item; do
+    for c in $(conn_counts); do
+      COMPOSE_TABLE+="| ${LABEL[unix_$step:$c]#compose unix: } | $c | ${CPU[$step:$c]:--} | ${CPU[unix_$step:$c]:--} | ${CPU[tcp_$step:$c]:--} |"$'\n'
+    done
+  done
+  COMPOSE_RESULT="Compose settings: $COMPOSE_SETTINGS."$'\n'
+  c=$CONNECTIONS
+  local_ratio=$(ratio "items:$c" static)
+  for t in unix tcp; do
+    ratio_t=$(ratio "${t}_items:$c" "${t}_static")
+    within=$(awk -v a="$ratio_t" -v b="$local_ratio" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }')
+    COMPOSE_RESULT+="- compose $t, GET /items c$c: $ratio_t of the limit (target >= 0.15: $(awk -v r="$ratio_t" 'BEGIN { print (r >= 0.15 ? "met" : "missed") }')); $within of the local ratio $local_ratio (target >= 0.75: $(awk -v r="$within" 'BEGIN { print (r >= 0.75 ? "met" : "missed") }'))"$'\n'
+  done
+}
+
 # ----------------------------------------------------------------- report --
 
 TABLE=""
@@ -819,6 +987,7 @@ build_table() {
   for id in "${ORDER[@]}"; do
     key=${id%%:*}
     case $key in
+      unix_* | tcp_*) continue ;; # the compose table (compose_table)
       static) ref=static ;;
       tls_static | tls_items) ref=tls_static ;;
       close_static | close_items) ref=close_static ;;
@@ -911,6 +1080,14 @@ write_doc() {
       echo
       printf '%s' "$TLS_RESULT"
     fi
+    if [[ -n $COMPOSE_TABLE ]]; then
+      echo
+      echo "The compose deploy (\`--compose\`): the same steps through the front container, the"
+      echo "limit being that container serving the identical body; the local column repeats the"
+      echo "runs above. Each cell: req/s · ratio to its own limit · p99."
+      echo
+      printf '%s\n%s' "$COMPOSE_TABLE" "$COMPOSE_RESULT"
+    fi
     if [[ -n $SCALE_RESULT ]]; then
       echo
       echo "Scale check (100,000 rows):"
@@ -972,6 +1149,7 @@ main() {
     worker_memory "after --scale"
     run_scale_browser
   fi
+  ((COMPOSE_BENCH)) && run_compose
   report
   ((WRITE_DOC)) && write_doc
   if ((WRK_ERRORS > 0)); then
