@@ -19,6 +19,8 @@ Variables (required unless a default is shown):
                   replicas that come and go are followed (compose --scale, Swarm)
   FCGI_UPSTREAM   the pool of the static upstream "items_api" (host:port or
                   unix:/path); needed only when FCGI_BACKEND is items_api
+  FCGI_UPSTREAM_BACKUP  a second pool of "items_api", used only when the first one
+                  refuses or fails (nginx's backup server) [none]
   DNS_RESOLVER    resolver for FCGI_BACKEND names [127.0.0.11, Docker's embedded DNS]
   WRITE_RATE      writes (POST, PUT, PATCH, DELETE) per client address: N r/s or N r/m [10r/s]
   WRITE_BURST     writes beyond the rate served at once before 429 [20]
@@ -85,6 +87,9 @@ if [ "$FCGI_BACKEND" = items_api ]; then
 	[ -n "${FCGI_UPSTREAM:-}" ] || { echo "render-conf.sh: FCGI_UPSTREAM is not set (FCGI_BACKEND=items_api)" >&2; exit 2; }
 	case $FCGI_UPSTREAM in
 	*[!A-Za-z0-9._:/\[\]-]*) bad FCGI_UPSTREAM "$FCGI_UPSTREAM" "expected host:port, [ipv6]:port or unix:/path" ;;
+	esac
+	case ${FCGI_UPSTREAM_BACKUP:-} in
+	*[!A-Za-z0-9._:/\[\]-]*) bad FCGI_UPSTREAM_BACKUP "$FCGI_UPSTREAM_BACKUP" "expected host:port, [ipv6]:port or unix:/path" ;;
 	esac
 fi
 case $DNS_RESOLVER in
@@ -174,7 +179,8 @@ if [ "$FCGI_BACKEND" = items_api ]; then
 upstream items_api {
     server $FCGI_UPSTREAM max_fails=0;
     server $FCGI_UPSTREAM max_fails=0;
-}
+${FCGI_UPSTREAM_BACKUP:+    server $FCGI_UPSTREAM_BACKUP max_fails=0 backup;
+}}
 UPSTREAM
 else
 	printf '# Rendered by render-conf.sh: FCGI_BACKEND=%s is resolved through %s, no static upstream.\n' \

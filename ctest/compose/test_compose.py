@@ -779,8 +779,15 @@ def check_rotation():
         SECRETS[name] = new
         return old, new, load
 
+    def socket_name():
+        """The socket the api listens on (API_TRANSPORT=unix): the rotation alternates the two names,
+        the new api on the front's backup socket while the old one serves."""
+        env = dict(v.split("=", 1) for v in inspect(cid("api"))["Config"]["Env"] or [])
+        return env.get("API_SOCKET_NAME")
+
     def db_password():
         old, new, load = rotated("db_password")
+        assert socket_name() == "fcgi-next.sock", f"the new api listens on {socket_name()}"
         assert login("items", new), "MariaDB refuses the new password"
         assert not login("items", old), "MariaDB still takes the old password"
         assert load.total > 300, f"only {load.total} requests"
@@ -790,6 +797,7 @@ def check_rotation():
 
     def api_token():
         old, new, load = rotated("api_token")
+        assert socket_name() == "fcgi.sock", f"the new api listens on {socket_name()}"
         post = lambda token: request("POST", "/items", {"name": "rotated"}, {"Authorization": f"Bearer {token}"})  # noqa: E731
         created = post(new)
         assert created.status == 201, f"the new token: {created.status}"
@@ -802,10 +810,10 @@ def check_rotation():
         assert login("root", new, "10002:10000"), "root refuses the new password"
         assert not login("root", old, "10002:10000"), "root still takes the old password"
 
-    check("rotation: db_password changed in MariaDB (old refused) and in its file, api rolled, "
-          "zero failed requests under load", db_password)
-    check("rotation: api_token changed, api rolled, new token 201, old 401, zero failed requests under load",
-          api_token)
+    check("rotation: db_password changed in MariaDB (old refused) and in its file, api rolled onto the front's "
+          "backup socket fcgi-next.sock, zero failed requests under load", db_password)
+    check("rotation: api_token changed, api rolled back onto fcgi.sock, new token 201, old 401, zero failed "
+          "requests under load", api_token)
     check("rotation: db_root_password changed in MariaDB (root on the socket) and in its file", root_password)
 
 

@@ -71,6 +71,8 @@ class RenderConf(unittest.TestCase):
             {},
             {"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "127.0.0.1:9000"},
             {"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "unix:/run/items/fcgi.sock"},
+            {"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "unix:/run/items/fcgi.sock",
+             "FCGI_UPSTREAM_BACKUP": "unix:/run/items/fcgi-next.sock"},
             {"WRITE_RATE": "600r/m", "WRITE_BURST": "1", "NGINX_WORKER_PROCESSES": "3",
              "NGINX_RLIMIT_NOFILE": "65536"},
             {"REAL_IP_FROM": "10.0.0.0/8, 192.0.2.1 2001:db8::/32,172.16.0.0/12"},
@@ -137,6 +139,25 @@ class RenderConf(unittest.TestCase):
                         continue
                     self.assertEqual(proc.returncode, 2, f"accepted: {proc.stderr}")
                     self.assertIn(var, proc.stderr)
+
+    def test_backup_pool(self):
+        """FCGI_UPSTREAM_BACKUP (the unix transport's fcgi-next.sock): a backup server after the pool's
+        two entries, absent without it; a value with anything but an address is refused."""
+        base = {"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "unix:/run/a.sock"}
+        proc, _, out = self.render({**base, "FCGI_UPSTREAM_BACKUP": "unix:/run/b.sock"})
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with open(os.path.join(out, "items-upstream.conf"), encoding="utf-8") as f:
+            servers = [ln.strip() for ln in f if ln.strip().startswith("server ")]
+        self.assertEqual(servers, ["server unix:/run/a.sock max_fails=0;"] * 2
+                         + ["server unix:/run/b.sock max_fails=0 backup;"])
+        proc, _, out = self.render(base)
+        with open(os.path.join(out, "items-upstream.conf"), encoding="utf-8") as f:
+            self.assertNotIn("backup", f.read())
+        for value in ("unix:/run/b.sock;", "unix:/run/b.sock down", "a{b"):
+            with self.subTest(value=value):
+                proc, _, _ = self.render({**base, "FCGI_UPSTREAM_BACKUP": value})
+                self.assertEqual(proc.returncode, 2, f"accepted: {proc.stderr}")
+                self.assertIn("FCGI_UPSTREAM_BACKUP", proc.stderr)
 
     def test_static_upstream_needs_its_address(self):
         proc, _, _ = self.render({"FCGI_BACKEND": "items_api"})
