@@ -374,9 +374,11 @@ suite_leak() {
 
 suite_bench() {
   local rc=0
-  [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi ]] || suite_unit
+  # The insert loop (POST's reference) comes from the same build as the worker.
+  [[ -f $BUILD_ROOT/gcc/fcgi-app/items-fcgi && -f $BUILD_ROOT/gcc/ctest/bench/insert-loop ]] || suite_unit
   # --tls: the HTTPS steps too (run-local.sh TLS=1, s_time handshakes), ~20 s more.
-  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi run_logged bench "$REPO/scripts/bench.sh" --smoke --tls || rc=$?
+  ITEMS_FCGI=$BUILD_ROOT/gcc/fcgi-app/items-fcgi INSERT_LOOP=$BUILD_ROOT/gcc/ctest/bench/insert-loop \
+    run_logged bench "$REPO/scripts/bench.sh" --smoke --tls || rc=$?
   if ((rc == 0)); then record bench 1 0; else record bench 0 1; fi
 }
 
