@@ -749,7 +749,7 @@ tls_summary() {
 POST_RESULT="" INSERT_LOOP=${INSERT_LOOP:-} WORKER_DB_ENV=()
 # The loop's bound besides --duration (its latency array: 4 MB).
 INSERT_LOOP_MAX=1000000
-declare -A LOOP_RATE LOOP_P50 LOOP_P99
+declare -A LOOP_RATE LOOP_P50 LOOP_P99 LOOP_DB_CPU
 
 # The insert-loop binary: INSERT_LOOP, else built in BUILD_DIR as
 # run-local.sh builds the worker there.
@@ -788,8 +788,12 @@ read_worker_db_env() {
 
 # usage: run_insert_loop CONNS
 run_insert_loop() {
-  local conns=$1 out=$OUT_DIR/insert-loop-c$1.txt line rc=0 kv
+  local conns=$1 out=$OUT_DIR/insert-loop-c$1.txt line rc=0 kv tier
   local inserts="" inserts_per_s="" p50_us="" p99_us=""
+  # mariadbd's CPU per row, beside POST's: whether a POST asks the database for more than the insert.
+  local -A ticks
+  # shellcheck disable=SC2034 # read by cpu_per, by name
+  for tier in nginx workers db; do ticks[$tier]=$(tier_ticks "$tier"); done
   # The settings go through the environment, never argv (ps shows argv).
   (
     unset DB_HOST DB_PORT MYSQL_DATABASE MYSQL_USER MYSQL_PASSWORD_FILE MYSQL_PASSWORD
@@ -809,9 +813,11 @@ run_insert_loop() {
     die "insert loop failed at $conns connections (exit $rc): no figures"
   fi
   LOOP_RATE[$conns]=$inserts_per_s LOOP_P50[$conns]=$p50_us LOOP_P99[$conns]=$p99_us
-  log "$(printf '%-34s c%-3d %8s ins/s  p50 %s  p99 %s  (%s inserts%s)' "MariaDB prepared-insert loop" "$conns" \
-    "$inserts_per_s" "$(fmt_ms "$p50_us")" "$(fmt_ms "$p99_us")" "$inserts" \
-    "$( ((inserts >= INSERT_LOOP_MAX)) && echo ', stopped at the max count')")"
+  LOOP_DB_CPU[$conns]=$(cpu_per "$inserts" ticks)
+  LOOP_DB_CPU[$conns]=${LOOP_DB_CPU[$conns]##*/}
+  log "$(printf '%-34s c%-3d %8s ins/s  p50 %s  p99 %s  mariadbd CPU us/insert %s  (%s inserts%s)' \
+    "MariaDB prepared-insert loop" "$conns" "$inserts_per_s" "$(fmt_ms "$p50_us")" "$(fmt_ms "$p99_us")" \
+    "${LOOP_DB_CPU[$conns]}" "$inserts" "$( ((inserts >= INSERT_LOOP_MAX)) && echo ', stopped at the max count')")"
 }
 
 # What makes a commit durable, as the server has it (not as my.cnf says):
@@ -849,13 +855,13 @@ run_post() {
     run_insert_loop "$c"
   done
   POST_RESULT="- durability in effect (SHOW VARIABLES): $durable"$'\n'$'\n'
-  POST_RESULT+="| conns | POST /items req/s | MariaDB prepared-insert loop inserts/s | POST /items req/s ÷ MariaDB prepared-insert loop inserts/s | p50 POST / loop | p99 POST / loop |"$'\n'
-  POST_RESULT+="|---:|---:|---:|---:|---:|---:|"$'\n'
+  POST_RESULT+="| conns | POST /items req/s | MariaDB prepared-insert loop inserts/s | POST /items req/s ÷ MariaDB prepared-insert loop inserts/s | p50 POST / loop | p99 POST / loop | mariadbd CPU µs per row: POST / loop |"$'\n'
+  POST_RESULT+="|---:|---:|---:|---:|---:|---:|---:|"$'\n'
   for c in $(conn_counts); do
     id=post:$c
-    POST_RESULT+="$(printf '| %s | %s | %s | %s | %s / %s | %s / %s |' "$c" "${RPS[$id]}" "${LOOP_RATE[$c]}" \
+    POST_RESULT+="$(printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s |' "$c" "${RPS[$id]}" "${LOOP_RATE[$c]}" \
       "$(over "${RPS[$id]}" "${LOOP_RATE[$c]}")" "$(fmt_ms "${P50[$id]}")" "$(fmt_ms "${LOOP_P50[$c]}")" \
-      "$(fmt_ms "${P99[$id]}")" "$(fmt_ms "${LOOP_P99[$c]}")")"$'\n'
+      "$(fmt_ms "${P99[$id]}")" "$(fmt_ms "${LOOP_P99[$c]}")" "${CPU[$id]##*/}" "${LOOP_DB_CPU[$c]}")"$'\n'
   done
   printf '\nPOST /items against MariaDB'\''s own insert rate:\n%s' "$POST_RESULT"
 }
