@@ -352,6 +352,43 @@ class WritesTest(harness.StackTestCase):
         self.assertError(self.put(item["id"], js({"name": "zombie"})), 404)
         self.assertError(self.get_item(item["id"]), 404)
 
+    # -- the query cache (mysql/my.cnf) --------------------------------------
+
+    def qcache_hits(self):
+        return int(self.stack.sql("SHOW GLOBAL STATUS LIKE 'Qcache_hits'")
+                   .split()[1])
+
+    def test_reads_from_the_query_cache_see_every_write(self):
+        """The workers' reads are answered from MariaDB's query cache, and a
+        read right after an acknowledged write still sees that write: the
+        write invalidates the cached results when it commits."""
+        self.assertEqual(self.stack.sql("SELECT @@global.query_cache_type")
+                         .strip(), "ON")
+        item = self.stack.create("cached", "v1")
+        path = "/items/%d" % item["id"]
+        page = "/items?after=%d&limit=5" % (item["id"] - 1)
+        for _ in range(2):
+            self.assertEqual(self.get_item(item["id"]).json(), item)
+            self.assertEqual(self.stack.request("GET", page).json(), [item])
+        hits = self.qcache_hits()
+        self.assertEqual(self.get_item(item["id"]).json(), item)
+        self.assertEqual(self.stack.request("GET", page).json(), [item])
+        self.assertGreaterEqual(self.qcache_hits(), hits + 2,
+                                "the repeated reads did not hit the cache")
+        # PUT, then both reads at once: the new version, never the cached one.
+        updated = self.assertJSON(self.put(item["id"], js(
+            {"name": "cached", "description": "v2"})), 200)
+        self.assertEqual(self.get_item(item["id"]).json(), updated)
+        self.assertEqual(self.stack.request("GET", page).json(), [updated])
+        # POST: the next page holds the new item at once.
+        added = self.assertJSON(self.post(js({"name": "after it"})), 201)
+        self.assertEqual(self.stack.request("GET", page).json(),
+                         [updated, added])
+        # DELETE: gone from both reads at once.
+        self.assertEqual(self.delete(item["id"]).status, 204)
+        self.assertError(self.stack.request("GET", path), 404)
+        self.assertEqual(self.stack.request("GET", page).json(), [added])
+
     def test_delete_unknown_or_invalid_id_404(self):
         before = self.stack.all_items()
         for ident in ("2147483647", "0", "-1", "2147483648", "abc", "+1",

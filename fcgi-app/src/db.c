@@ -23,8 +23,8 @@
  * lease on the pool-wide gate (db_gate.h) outlasts it, so only one worker
  * waits on an unreachable database and the others answer 503 at once. On an
  * open connection a read or a write gives up after DB_IO_TIMEOUT. Statements
- * that take locks carry their own server-side bound (SERVER_BOUND), well
- * below DB_IO_TIMEOUT: the server gives up first and rolls the statement
+ * carry a server-side bound (STATEMENT_BOUND: writes in their text, reads
+ * from the session), well below DB_IO_TIMEOUT: the server gives up first and rolls the statement
  * back, so a write it refused is reported as not applied instead of being
  * lost to a client timeout with its outcome unknown.
  */
@@ -37,11 +37,19 @@
 /* A read that failed on a lost connection is tried again only if this was quick. */
 #define DB_RETRY_WINDOW_MS	250
 
-/* MariaDB's per-statement bound; it also ends lock and metadata-lock waits. */
-#define SERVER_BOUND "SET STATEMENT max_statement_time = 0.5 FOR "
-/* Second line for statements without SERVER_BOUND; whole seconds only. */
+/*
+ * MariaDB's per-statement bound; it also ends lock and metadata-lock waits.
+ * Reads get it from the session (SESSION_INIT): a statement that starts with
+ * SET STATEMENT is never served from the query cache (mysql/my.cnf), a plain
+ * SELECT is. Writes carry it themselves, whatever the session says.
+ */
+#define STATEMENT_BOUND "max_statement_time = 0.5"
+#define SERVER_BOUND "SET STATEMENT " STATEMENT_BOUND " FOR "
+/* The streamed rest of a large page: no bound (see statements[]). */
+#define NO_SERVER_BOUND "SET STATEMENT max_statement_time = 0 FOR "
+/* Lock waits: whole seconds only; the statement bound ends them sooner. */
 #define SESSION_INIT "SET time_zone = '+00:00', innodb_lock_wait_timeout = 1, " \
-	"lock_wait_timeout = 1"
+	"lock_wait_timeout = 1, " STATEMENT_BOUND
 
 /*
  * The schema this worker's statements need (mysql/migrations/NNNN_*.sql):
@@ -81,21 +89,20 @@ static const struct {
 	const char	*sql;
 	bool		 write;
 } statements[STMT_COUNT] = {
-	[STMT_SCHEMA_VERSION] = { SERVER_BOUND "SELECT COALESCE(MAX(version),"
-	    " 0) FROM schema_migrations", false },
+	[STMT_SCHEMA_VERSION] = { "SELECT COALESCE(MAX(version), 0)"
+	    " FROM schema_migrations", false },
 	[STMT_PING] = { "SELECT 1", false },
-	[STMT_LIST] = { SERVER_BOUND "SELECT id, name, description,"
+	[STMT_LIST] = { "SELECT id, name, description, created_at, version"
+	    " FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
+	[STMT_LIST_STREAM] = { NO_SERVER_BOUND "SELECT id, name, description,"
 	    " created_at, version FROM items WHERE id > ? AND id <= ?"
 	    " ORDER BY id LIMIT ?", false },
-	[STMT_LIST_STREAM] = { "SELECT id, name, description, created_at,"
-	    " version FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+	[STMT_PAGE_END] = { "SELECT id FROM items WHERE id > ? ORDER BY id"
+	    " LIMIT ?, 2", false },
+	[STMT_GET] = { "SELECT id, name, description, created_at, version"
+	    " FROM items WHERE id = ?", false },
+	[STMT_CURRENT] = { "SELECT created_at, version FROM items WHERE id = ?",
 	    false },
-	[STMT_PAGE_END] = { SERVER_BOUND "SELECT id FROM items WHERE id > ?"
-	    " ORDER BY id LIMIT ?, 2", false },
-	[STMT_GET] = { SERVER_BOUND "SELECT id, name, description, created_at,"
-	    " version FROM items WHERE id = ?", false },
-	[STMT_CURRENT] = { SERVER_BOUND "SELECT created_at, version FROM items"
-	    " WHERE id = ?", false },
 	[STMT_INSERT] = { SERVER_BOUND "INSERT INTO items (name, description,"
 	    " created_at, version) VALUES (?, ?, ?, ?)", true },
 	[STMT_UPDATE] = { SERVER_BOUND "UPDATE items SET name = ?,"
