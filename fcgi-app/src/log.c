@@ -50,6 +50,8 @@ struct line {
 };
 
 static bool log_debug_enabled;
+/* This process's id, asked once: a getpid(2) per line was one syscall a request. */
+static long log_pid;
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_DEBUG] = "debug",
@@ -62,6 +64,7 @@ void
 log_init(bool debug)
 {
 	log_debug_enabled = debug;
+	log_pid = (long)getpid();
 }
 
 /*
@@ -294,7 +297,7 @@ static void
 log_stamp_now(struct log_stamp *stamp)
 {
 	clock_gettime(CLOCK_REALTIME, &stamp->time);
-	stamp->pid = (long)getpid();
+	stamp->pid = log_pid != 0 ? log_pid : (long)getpid();
 }
 
 /*

@@ -52,6 +52,7 @@ struct log_stamp {
 	long		 pid;
 };
 
+/* Also remembers the process id for every later line: call it after any fork. */
 void	log_init(bool debug);
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
