@@ -91,7 +91,9 @@ static const struct {
 } statements[STMT_COUNT] = {
 	[STMT_SCHEMA_VERSION] = { "SELECT COALESCE(MAX(version), 0)"
 	    " FROM schema_migrations", false },
-	[STMT_PING] = { "SELECT 1", false },
+	/* Not SQL and never prepared: GET /status's COM_PING, which the
+	 * server answers without its SQL layer (see db_execute()). */
+	[STMT_PING] = { "COM_PING", false },
 	[STMT_LIST] = { "SELECT id, name, description, created_at, version"
 	    " FROM items WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", false },
 	[STMT_LIST_STREAM] = { NO_SERVER_BOUND "SELECT id, name, description,"
@@ -492,6 +494,8 @@ db_prepare_all(struct db *db, int64_t deadline_ms)
 	int i, rc;
 
 	for (i = STMT_SCHEMA_VERSION + 1; i < STMT_COUNT; i++) {
+		if (i == STMT_PING)
+			continue;
 		status = db_prepare_one(db, (enum stmt_id)i, deadline_ms, &rc);
 		if (status != DB_OK)
 			return status;
@@ -656,9 +660,10 @@ db_connect(struct db *db)
 }
 
 /*
- * Binds params and runs statement id, connecting first if needed. A read
- * whose connection was lost fast (a restarted server, not a black hole) is
- * sent once more on a new connection; a write never is (see statements[]).
+ * Binds params and runs statement id (sends it, for a protocol command),
+ * connecting first if needed. A read whose connection was lost fast (a
+ * restarted server, not a black hole) is sent once more on a new
+ * connection; a write never is (see statements[]).
  */
 static enum db_status
 db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
@@ -673,13 +678,23 @@ db_execute(struct db *db, enum stmt_id id, MYSQL_BIND *params)
 		if (status != DB_OK)
 			return status;
 		stmt = db->stmts[id];
-		if (params != NULL && mysql_stmt_bind_param(stmt, params))
-			return db_stmt_fail(db, id, false);
-		if (mysql_stmt_execute(stmt) == 0) {
-			db->last_error = 0;
-			return DB_OK;
+		if (id == STMT_PING) {
+			if (mysql_ping(db->conn) == 0) {
+				db->last_error = 0;
+				return DB_OK;
+			}
+			status = db_fail(db, id, true, mysql_errno(db->conn),
+			    mysql_error(db->conn));
+		} else {
+			if (params != NULL &&
+			    mysql_stmt_bind_param(stmt, params))
+				return db_stmt_fail(db, id, false);
+			if (mysql_stmt_execute(stmt) == 0) {
+				db->last_error = 0;
+				return DB_OK;
+			}
+			status = db_stmt_fail(db, id, true);
 		}
-		status = db_stmt_fail(db, id, true);
 		if (db->conn != NULL)
 			return status;
 		/* Lost slowly (a timeout): the server is not answering, so
@@ -833,20 +848,8 @@ enum db_status
 db_ping(struct db *db, const char **reason)
 {
 	enum db_status status;
-	MYSQL_BIND result;
-	int32_t one = 0;
 
-	memset(&result, 0, sizeof(result));
-	bind_long(&result, &one);
-	status = db_query(db, STMT_PING, NULL, &result);
-	if (status == DB_OK) {
-		status = db_fetch(db, STMT_PING);
-		db_end_rows(db, STMT_PING);
-	}
-	if (status == DB_OK && one != 1) {
-		log_warnx("database answered SELECT 1 with %d", (int)one);
-		status = DB_ERROR;
-	}
+	status = db_execute(db, STMT_PING, NULL);
 	*reason = status == DB_OK ? NULL : status == DB_ERROR ?
 	    "database error (see the API's log)" : status == DB_OUTDATED ?
 	    db->outdated_reason : "database unavailable";

@@ -56,7 +56,10 @@ struct db	*db_create(const struct config *config, struct metrics *metrics);
 /* Closes the connection (COM_QUIT) and frees; accepts NULL. */
 void		 db_destroy(struct db *db);
 
-/* One round trip to the server. *reason (static text) says why on failure. */
+/*
+ * One round trip to the server (COM_PING on the worker's connection). *reason
+ * (static text) says why on failure.
+ */
 enum db_status	 db_ping(struct db *db, const char **reason);
 /*
  * Hands on_row the items with after < id <= upto, by ascending id, at most
