@@ -171,6 +171,8 @@ cp "$here/items-fastcgi.conf" "$here/items-headers.conf" "$here/items-count.conf
 # The static upstream exists only when requests go to it: a name in it is
 # resolved once, at start, and nginx refuses to start while it does not resolve.
 if [ "$FCGI_BACKEND" = items_api ]; then
+	tries=2
+	[ -z "${FCGI_UPSTREAM_BACKUP:-}" ] || tries=3
 	cat >"$out/items-upstream.conf" <<UPSTREAM
 # Rendered by render-conf.sh: FCGI_BACKEND=items_api, FCGI_UPSTREAM=$FCGI_UPSTREAM.
 # The pool, listed twice on purpose: nginx retries a failed idempotent
@@ -181,10 +183,16 @@ upstream items_api {
     server $FCGI_UPSTREAM max_fails=0;
 ${FCGI_UPSTREAM_BACKUP:+    server $FCGI_UPSTREAM_BACKUP max_fails=0 backup;
 }}
+# A failed request goes to the next server once (twice to reach the backup).
+fastcgi_next_upstream_tries $tries;
 UPSTREAM
 else
-	printf '# Rendered by render-conf.sh: FCGI_BACKEND=%s is resolved through %s, no static upstream.\n' \
-		"$FCGI_BACKEND" "$DNS_RESOLVER" >"$out/items-upstream.conf"
+	{
+		printf '# Rendered by render-conf.sh: FCGI_BACKEND=%s is resolved through %s, no static upstream.\n' \
+			"$FCGI_BACKEND" "$DNS_RESOLVER"
+		echo '# A failed request goes to the next address once.'
+		echo 'fastcgi_next_upstream_tries 2;'
+	} >"$out/items-upstream.conf"
 fi
 
 if [ -n "$realip" ]; then

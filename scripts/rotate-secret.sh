@@ -24,10 +24,10 @@ replaced by a rename (never half-written); a failure before the roll changes not
 during it puts the old secret back (MariaDB and file) and keeps the old api containers serving.
 Rolling doubles the api containers for a moment (compose: `up --scale`; no fixed addresses, the
 front re-resolves `api` every second), so zero requests fail (tested in the compose suite under load).
-With API_TRANSPORT=unix (compose's default) the new api listens on the front's backup socket
-(fcgi-next.sock, or fcgi.sock when the running one is on fcgi-next.sock); the old one's socket is
-removed before it stops, so nginx passes new requests to the new one. The api then stays on that
-name (API_SOCKET_NAME) until compose recreates it (the next `up -d` or scripts/deploy.sh).
+With API_TRANSPORT=unix (compose's default) the new api, finding the old one on fcgi.sock, listens
+on the front's backup socket fcgi-next.sock; once it is ready, its socket is renamed over fcgi.sock
+(one atomic step: every new connection goes to the new api), and the old api finishes the
+connections it already has before it stops.
 
   --swarm   the Swarm stack STACK_NAME (items): the file becomes a new Swarm secret version, and
             scripts/deploy.sh --swarm --no-build rolls the api onto it (start-first). For
@@ -177,19 +177,6 @@ fi
 
 # Compose: as many new api containers as there are old ones, beside them.
 n=${#old_api[@]}
-# API_TRANSPORT=unix: the running api owns its socket (one container); the new one listens on the
-# other name of the two (fcgi.sock, fcgi-next.sock), which the front has as its backup pool.
-container_env() {
-    docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" | sed -n "s/^$2=//p"
-}
-old_socket=""
-if [[ $(container_env "${old_api[0]}" API_TRANSPORT) == unix ]]; then
-    old_socket=$(container_env "${old_api[0]}" API_SOCKET_NAME)
-    old_socket=${old_socket:-fcgi.sock}
-    if [[ $old_socket == fcgi.sock ]]; then API_SOCKET_NAME=fcgi-next.sock; else API_SOCKET_NAME=fcgi.sock; fi
-    export API_SOCKET_NAME
-    log "API_TRANSPORT=unix: the new api listens on $API_SOCKET_NAME beside $old_socket"
-fi
 dk_compose up -d --no-deps --no-recreate --scale "api=$((2 * n))" api >&2 ||
     { restore_old; die "could not start new api containers: the old ones serve on, with the old $name"; }
 mapfile -t all_api < <(api_containers)
@@ -216,10 +203,13 @@ until ((${#new_api[@]} == n)) && ready; do
     sleep 1
 done
 log "${#new_api[@]} new api container(s) serve with the new $name"
-if [[ -n $old_socket ]]; then
-    # Its name gone, the old pool gets no new connection: nginx passes them to the other socket.
-    docker exec "${old_api[0]}" rm -f "/run/items-api/$old_socket"
-fi
+# API_TRANSPORT=unix: the new api waits on the front's backup socket (items-pool); renamed over
+# fcgi.sock, it takes every new connection at once, and the old pool only finishes its own.
+for c in "${new_api[@]}"; do
+    docker exec "$c" sh -c 'if [ -S /run/items-api/fcgi-next.sock ]; then
+        mv -f /run/items-api/fcgi-next.sock /run/items-api/fcgi.sock && echo renamed; fi' |
+        grep -q renamed && log "the new api's socket renamed over /run/items-api/fcgi.sock"
+done
 # The front re-resolves `api` every second: it knows the new containers before the old leave, and a
 # request that finds an old one gone is passed to the next address.
 sleep 2

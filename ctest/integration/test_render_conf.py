@@ -150,9 +150,13 @@ class RenderConf(unittest.TestCase):
             servers = [ln.strip() for ln in f if ln.strip().startswith("server ")]
         self.assertEqual(servers, ["server unix:/run/a.sock max_fails=0;"] * 2
                          + ["server unix:/run/b.sock max_fails=0 backup;"])
+        with open(os.path.join(out, "items-upstream.conf"), encoding="utf-8") as f:
+            self.assertIn("fastcgi_next_upstream_tries 3;", f.read(), "the backup is the third try")
         proc, _, out = self.render(base)
         with open(os.path.join(out, "items-upstream.conf"), encoding="utf-8") as f:
-            self.assertNotIn("backup", f.read())
+            text = f.read()
+        self.assertNotIn("backup;", text)
+        self.assertIn("fastcgi_next_upstream_tries 2;", text)
         for value in ("unix:/run/b.sock;", "unix:/run/b.sock down", "a{b"):
             with self.subTest(value=value):
                 proc, _, _ = self.render({**base, "FCGI_UPSTREAM_BACKUP": value})

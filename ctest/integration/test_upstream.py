@@ -253,7 +253,8 @@ class UpstreamTest(harness.StackTestCase):
             main_conf = f.read()
 
         def directive(name):
-            m = re.search(r"^\s*%s\s+([^;]+);" % name, fcgi, re.M)
+            # items-fastcgi.conf, or items-upstream.conf (http level: the tries)
+            m = re.search(r"^\s*%s\s+([^;]+);" % name, fcgi + "\n" + main_conf, re.M)
             return m.group(1).strip() if m else None
 
         def seconds(value):
