@@ -1269,15 +1269,17 @@ build_table() {
 # What the run measured: read from the stack itself where it can be.
 settings() {
   local conf=$RUN_DIR/nginx/nginx.conf fconf=$RUN_DIR/nginx/items-fastcgi.conf nginx_pid workers
+  local uconf=$RUN_DIR/nginx/items-upstream.conf
   local upstream keepalive keep_conn access_log write_limit
   nginx_pid=$(read_pid nginx)
   workers=$(tier_pids workers | wc -l)
   if [[ -n $RUN_DIR && -r $conf ]]; then
-    upstream=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "server" { print $2 }' "$conf" |
+    # The upstream block is rendered into its own include file.
+    upstream=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "server" { print $2 }' "$uconf" |
       sort -u | paste -sd' ' | sed "s|$RUN_DIR|RUN_DIR|g")
-    keepalive=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "keepalive" { sub(";", "", $2); print $2 }' "$conf")
+    keepalive=$(awk '/upstream items_api/ { u = 1; next } u && /}/ { u = 0 } u && $1 == "keepalive" { sub(";", "", $2); print $2 }' "$uconf")
     access_log=$(awk '$1 == "access_log" { $1 = ""; sub(/^ /, ""); sub(/;$/, ""); print; exit }' "$conf" |
-      sed 's|^[^ ]*/||')
+      tr -d '"' | sed 's|^[^ ]*/||')
     write_limit=$(grep -o 'zone=writes:[^ ]* rate=[^;]*' "$conf" | sed 's/.* //' || true)
   fi
   if [[ -n $RUN_DIR && -r $fconf ]]; then
