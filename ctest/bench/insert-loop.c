@@ -8,9 +8,9 @@
  * It opens N connections (a thread each) the way a worker does: the same
  * settings from the same environment variables (DB_HOST, DB_PORT,
  * MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD_FILE or MYSQL_PASSWORD), so
- * the same transport; the same character set and session settings; the
- * worker's INSERT statement (fcgi-app/src/db.c, STMT_INSERT) with the same
- * parameters (a random version, created_at in UTC). The password is never
+ * the same transport; the same character set; the worker's own session
+ * settings and INSERT statement and its random row version (db.h:
+ * db_session_sql(), db_insert_sql(), db_new_version()), created_at in UTC. The password is never
  * on the command line. Each thread then executes the statement in a loop
  * until the duration is over or the count is reached, and one line is
  * printed (latencies in microseconds, as report.lua prints wrk's):
@@ -28,18 +28,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include <mysql.h>
 
-/* fcgi-app/src/db.c: SERVER_BOUND, SESSION_INIT and STMT_INSERT, verbatim. */
-#define SERVER_BOUND "SET STATEMENT max_statement_time = 0.5 FOR "
-#define SESSION_INIT "SET time_zone = '+00:00', innodb_lock_wait_timeout = 1, " \
-	"lock_wait_timeout = 1"
-#define INSERT_SQL SERVER_BOUND "INSERT INTO items (name, description," \
-	" created_at, version) VALUES (?, ?, ?, ?)"
+#include "db.h"
+
 
 /* The row ctest/bench/post-item.lua sends: the same bytes per insert. */
 #define ROW_NAME	"bench item"
@@ -90,7 +85,7 @@ now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* As the worker's utc_now(): created_at is sent, in UTC. */
+/* created_at as a worker sends it: now, in UTC, whole seconds. */
 static void
 utc_now(MYSQL_TIME *t)
 {
@@ -98,26 +93,12 @@ utc_now(MYSQL_TIME *t)
 	struct tm tm;
 
 	gmtime_r(&now, &tm);
-	memset(t, 0, sizeof(*t));
-	t->year = (unsigned int)tm.tm_year + 1900;
-	t->month = (unsigned int)tm.tm_mon + 1;
-	t->day = (unsigned int)tm.tm_mday;
-	t->hour = (unsigned int)tm.tm_hour;
-	t->minute = (unsigned int)tm.tm_min;
-	t->second = (unsigned int)tm.tm_sec;
-	t->time_type = MYSQL_TIMESTAMP_DATETIME;
-}
-
-/* As the worker's new_version(): a random row version per write. */
-static int
-new_version(uint64_t *version)
-{
-	ssize_t n;
-
-	do
-		n = getrandom(version, sizeof(*version), 0);
-	while (n == -1 && errno == EINTR);
-	return n == (ssize_t)sizeof(*version) ? 0 : -1;
+	*t = (MYSQL_TIME){ .year = (unsigned int)tm.tm_year + 1900,
+		.month = (unsigned int)tm.tm_mon + 1,
+		.day = (unsigned int)tm.tm_mday, .hour = (unsigned int)tm.tm_hour,
+		.minute = (unsigned int)tm.tm_min,
+		.second = (unsigned int)tm.tm_sec,
+		.time_type = MYSQL_TIMESTAMP_DATETIME };
 }
 
 static void
@@ -149,7 +130,7 @@ open_connection(struct run *run, MYSQL **conn, MYSQL_STMT **stmt)
 	mysql_optionsv(*conn, MYSQL_OPT_RECONNECT, &off);
 	mysql_optionsv(*conn, MYSQL_OPT_LOCAL_INFILE, &off);
 	mysql_optionsv(*conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	mysql_optionsv(*conn, MYSQL_INIT_COMMAND, SESSION_INIT);
+	mysql_optionsv(*conn, MYSQL_INIT_COMMAND, db_session_sql());
 	if (mysql_real_connect(*conn, s->host, s->user, s->password,
 	    s->database, s->port, NULL, CLIENT_FOUND_ROWS) == NULL) {
 		record_error(run, *conn, NULL, "connect");
@@ -165,7 +146,7 @@ open_connection(struct run *run, MYSQL **conn, MYSQL_STMT **stmt)
 		record_error(run, *conn, NULL, "mysql_stmt_init");
 		return -1;
 	}
-	if (mysql_stmt_prepare(*stmt, INSERT_SQL, strlen(INSERT_SQL)) != 0) {
+	if (mysql_stmt_prepare(*stmt, db_insert_sql(), strlen(db_insert_sql())) != 0) {
 		record_error(run, *conn, *stmt, "prepare");
 		return -1;
 	}
@@ -204,7 +185,7 @@ insert_until_done(struct run *run, MYSQL_STMT *stmt)
 		if (slot >= run->settings->max_count)
 			break;
 		/* The worker's per-request work before the statement, timed too. */
-		if (new_version(&version) == -1) {
+		if (db_new_version(&version) != DB_OK) {
 			run->latency_us[slot] = FAILED;
 			record_error(run, NULL, NULL, "getrandom");
 			break;

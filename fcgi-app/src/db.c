@@ -117,6 +117,18 @@ static const struct {
 	    " AND version = ?", true },
 };
 
+const char *
+db_session_sql(void)
+{
+	return SESSION_INIT;
+}
+
+const char *
+db_insert_sql(void)
+{
+	return statements[STMT_INSERT].sql;
+}
+
 /* Where a fetched row lands; bound once per execution of a row statement. */
 struct db_row {
 	int32_t		id;
@@ -966,8 +978,8 @@ utc_now(MYSQL_TIME *t)
  * back (not after a restore from a backup either) and the worker knows the
  * version it wrote without reading it back.
  */
-static enum db_status
-new_version(uint64_t *version)
+enum db_status
+db_new_version(uint64_t *version)
 {
 	ssize_t n;
 
@@ -1008,7 +1020,7 @@ db_create_item(struct db *db, const struct item_input *input,
 	MYSQL_TIME created;
 	uint64_t id, version;
 
-	status = new_version(&version);
+	status = db_new_version(&version);
 	if (status != DB_OK)
 		return status;
 	memset(params, 0, sizeof(params));
@@ -1100,7 +1112,7 @@ db_replace_item(struct db *db, int32_t id, const struct item_input *input,
 	}
 	/* Never the version read: the table's trigger would replace it. */
 	do
-		status = new_version(&version);
+		status = db_new_version(&version);
 	while (status == DB_OK && version == current);
 	if (status != DB_OK)
 		return status;

@@ -62,6 +62,15 @@ void		 db_destroy(struct db *db);
  */
 enum db_status	 db_ping(struct db *db, const char **reason);
 /*
+ * What a worker sends for POST /items, for ctest/bench/insert-loop.c
+ * (MariaDB's own rate of the same statement): the session's settings, run
+ * once per connection, the INSERT (name, description, created_at, version),
+ * prepared once, and the random version each write gives its row.
+ */
+const char	*db_session_sql(void);
+const char	*db_insert_sql(void);
+enum db_status	 db_new_version(uint64_t *version);
+/*
  * Hands on_row the items with after < id <= upto, by ascending id, at most
  * limit of them, as they arrive from the server (nothing is held but the
  * current row). A failure after some rows were handed over is still reported.
