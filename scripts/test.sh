@@ -259,7 +259,7 @@ suite_static() {
   if run_logged cppcheck cppcheck --quiet --error-exitcode=1 --inline-suppr \
     --enable=warning,style,performance,portability --std=c11 \
     --suppressions-list="$REPO/.cppcheck-suppressions" \
-    -I "$REPO/fcgi-app/src" "$REPO/fcgi-app/src" "$REPO/ctest/unit" "$REPO/ctest/fuzz"; then
+    -I "$REPO/fcgi-app/src" "$REPO/fcgi-app/src" "$REPO/ctest/unit" "$REPO/ctest/fuzz" "$REPO/ctest/bench"; then
     p=$((p + 1))
   else
     f=$((f + 1))
