@@ -245,8 +245,10 @@ def compose_cmd():
 # What compose.swarm.yaml may change in compose.yaml's environment, and nothing else: Swarm chooses the
 # replicas' and the front's addresses in overlays whose subnets it allocates, so the pool listens on
 # every address and admits any peer there (compose.yaml: its address in EDGE_SUBNET, and only the
-# front's fixed address and its own).
-SWARM_ENV_OVERRIDES = {"api": {"FCGI_LISTEN_SUBNET": "", "FCGI_WEB_SERVER_ADDRS": ""}}
+# front's fixed address and its own). The front reaches the api over TCP (compose's default unix
+# socket needs both on one host: API_TRANSPORT=tcp, and the socket volume is dropped).
+SWARM_ENV_OVERRIDES = {"api": {"API_TRANSPORT": "tcp", "FCGI_LISTEN_SUBNET": "", "FCGI_WEB_SERVER_ADDRS": ""},
+                       "front": {"API_TRANSPORT": "tcp"}}
 
 
 def compose_config(*extra_files):
@@ -402,6 +404,7 @@ def check_definition(deploy_stderr):
             targets = {m["Target"] for m in cs.get("Mounts") or []}
             for t in c.get("tmpfs") or []:
                 assert t.split(":")[0] in targets, f"{svc}: compose's tmpfs {t} is not mounted"
+            assert "/run/items-api" not in targets, f"{svc}: the unix transport's socket volume is mounted"
 
     def runtime_hardening():
         for svc in SERVICES:
