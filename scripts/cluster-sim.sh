@@ -91,7 +91,7 @@ LOG_DIR=$CL_LIB/logs
 need_root() { ((EUID == 0)) || die "cluster-sim.sh needs root (namespaces, bridge, iptables, dockerd)"; }
 
 # One invocation at a time (an up racing a down would leave a mess). The lock is the script file
-# itself: nothing to clean up after.
+# itself: nothing to clean up after. The daemons started here must not inherit it (9<&-).
 take_lock() {
     exec 9<"$0"
     flock -n 9 || die "another scripts/cluster-sim.sh is running"
@@ -113,6 +113,7 @@ load_state() {
         [[ $line =~ ^(NODES|MANAGERS|DB_NODE|FRONT_NODES|HTTP_PORT_NODES|HTTPS_PORT_NODES|BALANCER_PORT|BALANCER_TLS_PORT|CREATED_DIRS|RUN_NETNS_MOUNTED)=(.*)$ ]] &&
             printf -v "${BASH_REMATCH[1]}" '%s' "${BASH_REMATCH[2]}"
     done <"$STATE"
+    return 0
 }
 
 # in_range VALUE MAX: VALUE is a node number from 1 to MAX.
@@ -154,18 +155,19 @@ overlaps_cluster_net() {
     (($(ip2int "$p") >> (32 - m) == $(ip2int "$CL_NET.0") >> (32 - m)))
 }
 
-# The pids of the processes whose argument list holds ARG exactly (our registry and balancer are
-# found by their own configuration file when a pidfile is gone).
-pids_with_arg() {
-    local want=$1 f pid
-    for f in /proc/[0-9]*/cmdline; do
-        pid=${f#/proc/}
-        pid=${pid%/cmdline}
+# The pids of the live processes running EXE with TEXT in their command line: our registry and
+# balancer, found by their own configuration file even when a pidfile is gone. (nginx rewrites its
+# arguments into one string, "nginx: master process nginx -p ... -c FILE ...": a substring, then.)
+pids_running() {
+    local exe=$1 text=$2 d pid cmd
+    for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
         [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        if tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$want"; then
-            echo "$pid"
-        fi
+        [[ $(readlink "$d/exe" 2>/dev/null) == "$exe" ]] || continue
+        cmd=$( { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
+        [[ $cmd == *"$text"* ]] && pid_alive "$pid" && echo "$pid"
     done
+    return 0
 }
 
 # A pid read from FILE, if that process still runs and is EXE (a recycled pid is not ours).
@@ -369,7 +371,7 @@ start_in_node() {
     # shellcheck disable=SC2016 # $0 and $@ are the inner shell's
     setsid env -u DOCKER_HOST -u DOCKER_CONTEXT nsenter --net="/run/netns/$(cl_netns "$n")" -- \
         unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$(cl_netns "$n")" "$@" \
-        >>"$logfile" 2>&1 </dev/null &
+        >>"$logfile" 2>&1 </dev/null 9<&- &
     echo $!
 }
 
@@ -473,7 +475,7 @@ form_swarm() {
     for n in $(seq 1 "$NODES"); do
         labels=()
         ((n == DB_NODE)) && labels+=(--label-add items.db=true)
-        front_nodes | grep -qx "$n" && labels+=(--label-add items.front=true)
+        grep -qx "$n" <<<"$(front_nodes)" && labels+=(--label-add items.front=true)
         ((${#labels[@]})) && cl_docker 1 node update "${labels[@]}" "$(node_id "$n")" >/dev/null
     done
     return 0
@@ -513,18 +515,20 @@ EOF
     chmod 640 "$REG_DIR/config.yml"
     chgrp "$(id -gn "$user")" "$REG_DIR/config.yml"
     setsid setpriv --reuid "$user" --regid "$(id -g "$user")" --init-groups -- \
-        /usr/bin/docker-registry serve "$REG_DIR/config.yml" >>"$LOG_DIR/registry.log" 2>&1 </dev/null &
+        /usr/bin/docker-registry serve "$REG_DIR/config.yml" >>"$LOG_DIR/registry.log" 2>&1 </dev/null 9<&- &
     pid=$!
     echo "$pid" >"$CL_RUN/registry.pid"
     wait_until 20 "the registry" registry_answers ||
         die "the registry did not answer on http://$CL_REGISTRY/v2/ (see $LOG_DIR/registry.log)"
 }
 
+registry_pids() { pids_running /usr/bin/docker-registry " $REG_DIR/config.yml"; }
+
 registry_answers() { curl -fsS --max-time 2 -o /dev/null "http://$CL_REGISTRY/v2/"; }
 
 stop_registry() {
     local pid
-    for pid in $(pids_with_arg "$REG_DIR/config.yml"); do
+    for pid in $(registry_pids); do
         stop_pid "$pid" registry 5
     done
     rm -f "$CL_RUN/registry.pid"
@@ -606,6 +610,7 @@ EOF
 }
 
 balancer_pid() { pid_from_file "$BAL_DIR/nginx.pid" /usr/sbin/nginx; }
+balancer_pids() { pids_running /usr/sbin/nginx " -c $BAL_DIR/nginx.conf"; }
 
 start_balancer() {
     local pid
@@ -617,13 +622,14 @@ start_balancer() {
     fi
     port_free "$BALANCER_PORT" || die "127.0.0.1:$BALANCER_PORT is taken: set BALANCER_PORT"
     port_free "$BALANCER_TLS_PORT" || die "127.0.0.1:$BALANCER_TLS_PORT is taken: set BALANCER_TLS_PORT"
-    setsid nginx -p "$BAL_DIR/" -c "$BAL_DIR/nginx.conf" -e "$BAL_DIR/error.log" >>"$BAL_DIR/stderr.log" 2>&1 </dev/null &
+    setsid nginx -p "$BAL_DIR/" -c "$BAL_DIR/nginx.conf" -e "$BAL_DIR/error.log" >>"$BAL_DIR/stderr.log" 2>&1 </dev/null 9<&- &
     wait_until 10 "the balancer" balancer_pid || die "the balancer did not start (see $BAL_DIR/error.log)"
 }
 
 stop_balancer() {
     local pid
-    for pid in $(pids_with_arg "$BAL_DIR/nginx.conf"); do
+    # The master; its workers follow it.
+    for pid in $(balancer_pids); do
         stop_pid "$pid" balancer 5
     done
 }
@@ -642,7 +648,8 @@ cmd_up() {
     done
     trap 'up_failed $?' EXIT
     mkdir -p "$CL_RUN" "$CL_LIB" "$LOG_DIR"
-    chmod 700 "$CL_RUN" "$CL_LIB"
+    # 711: the registry and the balancer's workers run unprivileged and must reach their directories.
+    chmod 711 "$CL_RUN" "$CL_LIB"
     {
         echo "# scripts/cluster-sim.sh up, $(date -u +%FT%TZ)"
         echo "NODES=$NODES"
@@ -750,7 +757,7 @@ cmd_down() {
     for n in $(seq 1 "$CL_MAX_NODES"); do
         [[ -n $(node_cgroups "$n") ]] && left+=("cgroups of node$n")
     done
-    for pid in $(pids_with_arg "$REG_DIR/config.yml") $(pids_with_arg "$BAL_DIR/nginx.conf"); do
+    for pid in $(registry_pids) $(balancer_pids); do
         left+=("process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))")
     done
     if ((${#left[@]})); then
@@ -775,7 +782,7 @@ cmd_status() {
         echo "DOCKER_HOST: no manager answers"
         rc=1
     fi
-    printf '%-6s %-14s %-24s %s\n' node address engine swarm
+    printf '%-6s %-14s %-30s %s\n' node address engine swarm
     for n in $(seq 1 "$NODES"); do
         addr=$(cl_node_addr "$n")
         if [[ ! -e /run/netns/$(cl_netns "$n") ]]; then
@@ -802,7 +809,7 @@ cmd_status() {
             swarm=$line
             [[ $line == *" ready "* ]] || rc=1
         fi
-        printf '%-6s %-14s %-24s %s\n' "node$n" "$addr" "$engine" "$swarm"
+        printf '%-6s %-14s %-30s %s\n' "node$n" "$addr" "$engine" "$swarm"
     done
     code=$(curl -sS --max-time 2 -o /dev/null -w '%{http_code}' "http://$CL_REGISTRY/v2/" 2>/dev/null) || code=000
     if [[ $code == 200 ]]; then
