@@ -641,6 +641,9 @@ cmd_up() {
     t0=$(now_ms)
     check_settings
     [[ -e $STATE ]] && die "the cluster is up already (scripts/cluster-sim.sh status; down first to change it)"
+    # Before anything is made: a taken port would otherwise fail the up at its last step.
+    port_free "$BALANCER_PORT" || die "127.0.0.1:$BALANCER_PORT is taken: set BALANCER_PORT"
+    port_free "$BALANCER_TLS_PORT" || die "127.0.0.1:$BALANCER_TLS_PORT is taken: set BALANCER_TLS_PORT"
     ensure_tools
     # What exists before we start, so that down removes only what we made.
     for d in /run/netns /run/containerd /run/containerd/s /run/docker /run/docker/libnetwork; do
