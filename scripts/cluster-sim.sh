@@ -802,7 +802,7 @@ cmd_status() {
             engine="dockerd not running"
             rc=1
         fi
-        swarm="?"
+        swarm="(no manager answers to say)"
         id=$(node_id "$n")
         if [[ -n $mgr && -n $id ]]; then
             # shellcheck disable=SC2016 # a Go template
