@@ -197,19 +197,26 @@ until ((${#new_api[@]} == n)) && ready; do
         log "the new api containers are not ready after $timeout s: removing them, putting the old $name back"
         for c in "${new_api[@]}"; do docker logs --tail 20 "$c" >&2 || true; done
         ((${#new_api[@]})) && docker rm -f "${new_api[@]}" >/dev/null
+        # API_TRANSPORT=unix: a removed api's backup socket, which nothing answers on any more.
+        docker exec "${old_api[0]}" rm -f /run/items-api/fcgi-next.sock 2>/dev/null || true
         restore_old
         exit 1
     fi
     sleep 1
 done
 log "${#new_api[@]} new api container(s) serve with the new $name"
-# API_TRANSPORT=unix: the new api waits on the front's backup socket (items-pool); renamed over
+# API_TRANSPORT=unix: the new api waits on the front's backup socket (items-pool); moved over
 # fcgi.sock, it takes every new connection at once, and the old pool only finishes its own.
-for c in "${new_api[@]}"; do
-    docker exec "$c" sh -c 'if [ -S /run/items-api/fcgi-next.sock ]; then
-        mv -f /run/items-api/fcgi-next.sock /run/items-api/fcgi.sock && echo renamed; fi' |
-        grep -q renamed && log "the new api's socket renamed over /run/items-api/fcgi.sock"
-done
+if [[ $(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "${new_api[0]}" | sed -n 's/^API_TRANSPORT=//p') == unix ]]; then
+    if ! docker exec "${new_api[0]}" items-pool --take-over; then
+        log "the new api could not take over /run/items-api/fcgi.sock: removing it, putting the old $name back"
+        docker rm -f "${new_api[@]}" >/dev/null
+        docker exec "${old_api[0]}" rm -f /run/items-api/fcgi-next.sock 2>/dev/null || true
+        restore_old
+        exit 1
+    fi
+    log "the new api serves on /run/items-api/fcgi.sock"
+fi
 # The front re-resolves `api` every second: it knows the new containers before the old leave, and a
 # request that finds an old one gone is passed to the next address.
 sleep 2
