@@ -143,6 +143,16 @@ export class Recorder {
 // Presses End once the page has stopped scrolling: Chromium scrolls smoothly,
 // and an End pressed during that animation goes to the end as it was when
 // the animation began (before the page just loaded), i.e. nowhere.
+// A suite's teardown: the browser first (it may still hold pages of the
+// stack), then the stack, stopped even when closing the browser failed.
+export async function closeBrowserAndStack(browser, stack) {
+  try {
+    if (browser) await browser.close();
+  } finally {
+    if (stack) await stack.stop();
+  }
+}
+
 export async function pressEnd(p) {
   for (let last = -1; ;) {
     const y = await p.evaluate(() => window.scrollY);

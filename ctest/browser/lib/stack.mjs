@@ -57,6 +57,18 @@ function runLocal(env, args, timeoutMs) {
 // is then { url, caFile }; for a stack given by BASE_URL, HTTPS_URL and TLS_CA
 // name them (else RUN_DIR/env does, when that stack was started with TLS=1),
 // and `stack.https` is null without.
+// Interrupted (Ctrl-C, timeout): still stop the stack a test file started.
+// currentStack() gives it (none yet: nothing to stop) when the signal comes.
+export function stopStackOnSignal(currentStack) {
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      const stack = currentStack();
+      const stopping = stack ? stack.stop() : Promise.resolve();
+      stopping.finally(() => process.exit(130));
+    });
+  }
+}
+
 export async function startStack({ logsDir, noToken = false, own = noToken, tls = !noToken } = {}) {
   if (process.env.BASE_URL && !own) {
     const runDir = process.env.RUN_DIR || '';

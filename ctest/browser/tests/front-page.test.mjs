@@ -10,8 +10,8 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { apiClient, createMany } from '../lib/api.mjs';
-import { eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
-import { REPO_ROOT, startStack } from '../lib/stack.mjs';
+import { closeBrowserAndStack, eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
+import { REPO_ROOT, startStack, stopStackOnSignal } from '../lib/stack.mjs';
 
 const OUTPUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'output');
 const DESKTOP = { width: 1280, height: 800 };
@@ -109,13 +109,7 @@ function httpsGet(url, caFile) {
   });
 }
 
-// Interrupted (Ctrl-C, timeout): still stop the stack started here.
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    const stopping = stack ? stack.stop() : Promise.resolve();
-    stopping.finally(() => process.exit(130));
-  });
-}
+stopStackOnSignal(() => stack);
 
 function named(t) {
   recorder.test = t.name;
@@ -133,13 +127,7 @@ describe('front page in Chromium', { timeout: 20 * 60 * 1000 }, () => {
   // dialog, CSP violation or non-loopback request while it ran.
   afterEach(() => recorder.assertNoProblemsInTest());
 
-  after(async () => {
-    try {
-      if (browser) await browser.close();
-    } finally {
-      if (stack) await stack.stop();
-    }
-  });
+  after(() => closeBrowserAndStack(browser, stack));
 
   test('static files: no inline code, no HTML sinks, strict CSP header', async (t) => {
     named(t);

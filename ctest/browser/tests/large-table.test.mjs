@@ -15,8 +15,8 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { apiClient } from '../lib/api.mjs';
-import { eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
-import { startStack } from '../lib/stack.mjs';
+import { closeBrowserAndStack, eventually, launchBrowser, pressEnd, Recorder } from '../lib/browser.mjs';
+import { startStack, stopStackOnSignal } from '../lib/stack.mjs';
 
 const OUTPUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'output');
 const DESKTOP = { width: 1280, height: 800 };
@@ -37,12 +37,7 @@ let page; // the page on the large table, shared by the tests that follow one pe
 let lists; // every GET /items (a page of the list) that page sent, with its timing
 const recorder = new Recorder();
 
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    const stopping = stack ? stack.stop() : Promise.resolve();
-    stopping.finally(() => process.exit(130));
-  });
-}
+stopStackOnSignal(() => stack);
 
 function named(t) {
   recorder.test = t.name;
@@ -105,13 +100,7 @@ describe('the page with a large table', { timeout: 20 * 60 * 1000 }, () => {
 
   afterEach(() => recorder.assertNoProblemsInTest());
 
-  after(async () => {
-    try {
-      if (browser) await browser.close();
-    } finally {
-      if (stack) await stack.stop();
-    }
-  });
+  after(() => closeBrowserAndStack(browser, stack));
 
   test(`${frNumber.format(ROWS)} rows loaded in bulk through SQL`, { timeout: 10 * 60 * 1000 }, async (t) => {
     named(t);
