@@ -79,6 +79,7 @@ FRONT_NODES=${FRONT_NODES:-all}
 BALANCER_PORT=${BALANCER_PORT:-18720}
 BALANCER_TLS_PORT=${BALANCER_TLS_PORT:-18721}
 SEED_IMAGES=${SEED_IMAGES-debian:bookworm-slim}
+MIRROR_HOSTS=${MIRROR_HOSTS:-}
 KEEP_FAILED=${KEEP_FAILED:-0}
 
 STATE=$CL_RUN/cluster.env
@@ -101,7 +102,7 @@ ensure_tools() {
     ensure_packages ip:iproute2 ss:iproute2 iptables:iptables nsenter:util-linux unshare:util-linux \
         setpriv:util-linux flock:util-linux curl:curl hostname:hostname \
         dockerd:docker.io docker:docker.io containerd:containerd containerd-shim-runc-v2:containerd \
-        runc:runc docker-registry:docker-registry nginx:nginx \
+        runc:runc docker-registry:docker-registry nginx:nginx dnsmasq:dnsmasq-base \
         /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream
 }
 
@@ -305,6 +306,10 @@ make_node_net() {
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$(cl_node_addr "$n")/24" dev eth0
     ip -n "$ns" link set eth0 up
+    # The package mirror (below): what the node's containers send to port 80 of the bridge address
+    # goes to the mirror's port there. In the node's own namespace: it goes with the node.
+    nsenter --net="/run/netns/$ns" iptables -w -t nat -A PREROUTING -d "$CL_BRIDGE_ADDR" -p tcp --dport 80 \
+        -j DNAT --to-destination "$CL_BRIDGE_ADDR:$CL_MIRROR_PORT"
 }
 
 remove_node_net() {
@@ -352,6 +357,7 @@ EOF
   "exec-opts": ["native.cgroupdriver=cgroupfs"],
   "cgroup-parent": "/items-cluster-node$n",
   "insecure-registries": ["$CL_REGISTRY"],
+  "dns": ["$CL_BRIDGE_ADDR"],
   "bip": "$CL_LOCAL_POOL.$((16 * n)).1/24",
   "default-address-pools": [{"base": "$CL_LOCAL_POOL.$((16 * n + 8)).0/21", "size": 24}],
   "log-driver": "json-file",
@@ -534,11 +540,61 @@ stop_registry() {
     rm -f "$CL_RUN/registry.pid"
 }
 
+# ---- the package mirror ---------------------------------------------------------------------------
+# The nodes have no route out, as on a private cluster, yet deploy.sh builds the images on the
+# manager, and the Dockerfiles install Debian packages. Such a cluster uses a local mirror or proxy;
+# here the host is it: dnsmasq on the bridge answers the mirror's host names (those of this host's
+# apt sources, plain HTTP) with the bridge address, and refuses every other name; each node sends
+# what its containers address to port 80 there on to CL_MIRROR_PORT, where the balancer's nginx
+# passes GET and HEAD for those host names, and nothing else, on to the mirror.
+
+# The host names of this host's plain-HTTP apt sources (deb.debian.org), or MIRROR_HOSTS.
+mirror_hosts() {
+    if [[ -n $MIRROR_HOSTS ]]; then
+        tr ' ' '\n' <<<"$MIRROR_HOSTS" | grep -v '^$'
+        return 0
+    fi
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        grep -v '^[[:space:]]*#' | grep -oE 'http://[A-Za-z0-9.-]+' | sed 's|^http://||' | sort -u
+}
+
+start_mirror_dns() {
+    local host args=()
+    while read -r host; do
+        [[ $host =~ ^[A-Za-z0-9.-]+$ ]] || die "not a host name: $host (MIRROR_HOSTS)"
+        args+=("--address=/$host/$CL_BRIDGE_ADDR")
+    done < <(mirror_hosts)
+    ((${#args[@]})) || log "warning: no plain-HTTP apt source on this host (MIRROR_HOSTS): builds on the nodes cannot install packages"
+    # No upstream server: a name that is not the mirror's gets no answer (REFUSED).
+    setsid dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+        --bind-interfaces --listen-address="$CL_BRIDGE_ADDR" --port=53 --user=nobody \
+        --pid-file="$CL_RUN/dnsmasq.pid" --log-facility=- "${args[@]}" \
+        >>"$LOG_DIR/dnsmasq.log" 2>&1 </dev/null 9<&- &
+    wait_until 10 "the mirror's name server" mirror_dns_pid >/dev/null ||
+        die "dnsmasq did not start on $CL_BRIDGE_ADDR:53 (see $LOG_DIR/dnsmasq.log)"
+}
+
+mirror_dns_pid() { pid_from_file "$CL_RUN/dnsmasq.pid" /usr/sbin/dnsmasq; }
+mirror_dns_pids() { pids_running /usr/sbin/dnsmasq "--pid-file=$CL_RUN/dnsmasq.pid"; }
+
+stop_mirror_dns() {
+    local pid
+    for pid in $(mirror_dns_pids); do
+        stop_pid "$pid" dnsmasq 5
+    done
+}
+
 # ---- the balancer ---------------------------------------------------------------------------------
 
 write_balancer_conf() {
-    local n servers='' tls_servers='' tries
+    local n servers='' tls_servers='' tries host mirror_map='' resolver
     tries=$(front_nodes | wc -l)
+    while read -r host; do
+        mirror_map+="        $host 1;"$'\n'
+    done < <(mirror_hosts)
+    resolver=$(awk '$1 == "nameserver" { print $2; exit }' /etc/resolv.conf)
+    [[ $resolver == *:* ]] && resolver="[$resolver]"
+
     for n in $(front_nodes); do
         # Passive health checks: a node that failed a connection (or answered 502/503) is left out
         # for fail_timeout, then tried again with live traffic.
@@ -588,6 +644,27 @@ $servers        keepalive 16;
             proxy_next_upstream error timeout http_502 http_503;
             proxy_next_upstream_tries $tries;
             proxy_next_upstream_timeout 10s;
+        }
+    }
+
+    # The nodes' package mirror (see "the package mirror" in scripts/cluster-sim.sh): GET and HEAD,
+    # for the mirror's host names only, passed on to the mirror this host uses.
+    map \$host \$items_mirror_host {
+        default 0;
+$mirror_map    }
+    server {
+        listen $CL_BRIDGE_ADDR:$CL_MIRROR_PORT;
+        access_log $BAL_DIR/mirror.log balancer;
+        resolver ${resolver:-127.0.0.1} valid=60s ipv6=off;
+        resolver_timeout 5s;
+        location / {
+            limit_except GET { deny all; }
+            if (\$items_mirror_host = 0) { return 403; }
+            proxy_pass http://\$host\$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_connect_timeout 10s;
         }
     }
 }
@@ -675,6 +752,8 @@ cmd_up() {
     done
     log "registry on http://$CL_REGISTRY/"
     start_registry
+    log "package mirror for the nodes: $(mirror_hosts | tr '\n' ' ')-> $CL_BRIDGE_ADDR (names), port 80 -> :$CL_MIRROR_PORT (nginx)"
+    start_mirror_dns
     log "engines: containerd and dockerd in each of $NODES namespaces"
     for n in $(seq 1 "$NODES"); do boot_node "$n"; done
     for n in $(seq 1 "$NODES"); do wait_containerd "$n"; start_dockerd "$n"; done
@@ -732,6 +811,7 @@ cmd_down() {
         ip link del "itemscl-n$n" 2>/dev/null || true
     done
     stop_registry
+    stop_mirror_dns
     ip link del "$CL_BRIDGE" 2>/dev/null || true
     for chain in FORWARD INPUT; do
         while read -r rule; do
@@ -760,7 +840,7 @@ cmd_down() {
     for n in $(seq 1 "$CL_MAX_NODES"); do
         [[ -n $(node_cgroups "$n") ]] && left+=("cgroups of node$n")
     done
-    for pid in $(registry_pids) $(balancer_pids); do
+    for pid in $(registry_pids) $(balancer_pids) $(mirror_dns_pids); do
         left+=("process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))")
     done
     if ((${#left[@]})); then
@@ -819,6 +899,12 @@ cmd_status() {
         echo "REGISTRY=$CL_REGISTRY   answers (GET /v2/: 200)"
     else
         echo "REGISTRY=$CL_REGISTRY   does not answer (GET /v2/: $code)"
+        rc=1
+    fi
+    if pid=$(mirror_dns_pid); then
+        echo "mirror: $(mirror_hosts | tr '\n' ' ')for the nodes' builds, through $CL_BRIDGE_ADDR (dnsmasq pid $pid, nginx :$CL_MIRROR_PORT)"
+    else
+        echo "mirror: its name server (dnsmasq) is not running"
         rc=1
     fi
     if pid=$(balancer_pid); then

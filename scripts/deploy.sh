@@ -305,6 +305,7 @@ stack=$(dk_setting STACK_NAME items)
 
 if [[ $action == print-stack ]]; then
     dk_engine_running || dk_die "no Docker engine answers (compose needs one to read the files)"
+    dk_swarm_placement
     DK_STACK_EXPLAIN=1 dk_stack_file "$stack"
     exit 0
 fi
@@ -416,6 +417,7 @@ if ((swarm)); then
         worker) dk_die "this engine is a swarm worker: run scripts/deploy.sh --swarm on a manager" ;;
         *) dk_die "this engine's swarm is in state $(docker info --format '{{.Swarm.LocalNodeState}}' 2>&1): fix it first (docker info)" ;;
     esac
+    dk_swarm_placement
     if [[ -n $(docker ps -q --filter "label=com.docker.compose.project=$project") ]]; then
         dk_die "the compose deployment '$project' is running (same port and data volume): stop it first with scripts/deploy.sh --down"
     fi
@@ -547,18 +549,22 @@ https_only=$(dk_setting HTTPS_ONLY 0)
 tls_trust=(--insecure)
 [[ -s $secrets_dir/tls_ca.pem ]] && tls_trust=(--cacert "$secrets_dir/tls_ca.pem")
 # smoke PATH EXPECT: GET PATH over HTTPS (HTTP/2) and, unless HTTPS_ONLY=1, over plain HTTP: 200 and
-# a body matching EXPECT; with HTTPS_ONLY=1 plain HTTP must answer 308 instead.
+# a body matching EXPECT; with HTTPS_ONLY=1 plain HTTP must answer 308 instead. To 127.0.0.1, or with
+# SMOKE_ADDR set to that address (a swarm node's), the URLs still naming 127.0.0.1 (the certificate's).
+SMOKE_ADDR=127.0.0.1
 smoke() {
-    local path=$1 expect=$2 body code
+    local path=$1 expect=$2 body code via=()
+    [[ $SMOKE_ADDR == 127.0.0.1 ]] || via=(--connect-to "127.0.0.1:$https_port:$SMOKE_ADDR:$https_port"
+        --connect-to "127.0.0.1:$port:$SMOKE_ADDR:$port")
     body=$(mktemp)
-    code=$(curl -sS -o "$body" -w '%{http_code} HTTP/%{http_version}' --max-time 5 --http2 "${tls_trust[@]}" \
+    code=$(curl -sS -o "$body" -w '%{http_code} HTTP/%{http_version}' --max-time 5 --http2 "${tls_trust[@]}" "${via[@]}" \
         "https://127.0.0.1:$https_port$path" || echo 000)
     if [[ $code != "200 HTTP/2" ]] || ! grep -q -- "$expect" "$body"; then
-        log "smoke test GET https://127.0.0.1:$https_port$path: $code: $(head -c 300 "$body")"
+        log "smoke test GET https://$SMOKE_ADDR:$https_port$path: $code: $(head -c 300 "$body")"
         rm -f "$body"
         return 1
     fi
-    code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$base$path" || echo 000)
+    code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "${via[@]}" "$base$path" || echo 000)
     local ok=1
     if [[ $https_only == 1 ]]; then
         [[ $code == 308 ]] || ok=0
@@ -566,12 +572,12 @@ smoke() {
         ok=0
     fi
     if ((!ok)); then
-        log "smoke test GET $base$path: HTTP $code (HTTPS_ONLY=$https_only): $(head -c 300 "$body")"
+        log "smoke test GET http://$SMOKE_ADDR:$port$path: HTTP $code (HTTPS_ONLY=$https_only): $(head -c 300 "$body")"
         rm -f "$body"
         return 1
     fi
     rm -f "$body"
-    log "smoke test GET $path: 200 over HTTPS (HTTP/2), $code over plain HTTP"
+    log "smoke test GET $path on $SMOKE_ADDR: 200 over HTTPS (HTTP/2), $code over plain HTTP"
 }
 
 # 6. A backup before the db applies migrations to a database that holds data.
@@ -714,15 +720,25 @@ if ((swarm)); then
     fi
     healthy_after=$((SECONDS - start))
     dk_prune_stack_secrets "$stack" "$stack_file"
-    smoke /status '"database_connection":"OK"' || swarm_failed "${stack}_api" "/status through the published port"
-    smoke /items '^\[' || swarm_failed "${stack}_api" "/items through the published port"
+    # Through every node that runs a front (its host-mode port), as a load balancer in front of
+    # them would reach it.
+    mapfile -t front_addrs < <(dk_front_addrs "$stack")
+    ((${#front_addrs[@]})) || swarm_failed "${stack}_front" "no node runs a front task"
+    for SMOKE_ADDR in "${front_addrs[@]}"; do
+        smoke /status '"database_connection":"OK"' || swarm_failed "${stack}_api" "/status through $SMOKE_ADDR:$port"
+        smoke /items '^\[' || swarm_failed "${stack}_api" "/items through $SMOKE_ADDR:$port"
+    done
     if ((monitoring)); then
         targets_up || swarm_failed "${stack}_prometheus" "Prometheus targets down: $TARGETS_DOWN"
     fi
+    front_urls() {
+        local a
+        for a in "${front_addrs[@]}"; do printf '%s://%s:%s/ ' "$1" "$a" "$2"; done
+    }
     cat >&2 <<EOF
 [deploy] the stack $stack is up${rollback_tag:+, rolled back to $rollback_tag}: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
-[deploy]   page    http://$(hostname -I 2>/dev/null | awk '{print $1}'):$port/   (also $base/; port published in $(dk_setting PUBLISH_MODE host) mode)
-[deploy]   HTTPS   https://127.0.0.1:$https_port/ (the same published port mode)
+[deploy]   page    $(front_urls http "$port")  (each node that runs a front; port published in $(dk_setting PUBLISH_MODE host) mode)
+[deploy]   HTTPS   $(front_urls https "$https_port")
 [deploy]   API     $base/status   $base/items
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)

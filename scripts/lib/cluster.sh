@@ -15,6 +15,8 @@ CL_NET=172.31.210
 CL_BRIDGE=itemsclbr0
 CL_BRIDGE_ADDR=$CL_NET.1
 CL_REGISTRY=$CL_BRIDGE_ADDR:5000
+# The nodes' way to the Debian mirror (scripts/cluster-sim.sh "the package mirror"), on the bridge.
+CL_MIRROR_PORT=18722
 CL_NETNS_PREFIX=items-node
 # Every iptables rule the simulation adds carries this comment: `down` deletes exactly those.
 CL_RULE_COMMENT=items-cluster-sim

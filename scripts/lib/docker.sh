@@ -14,6 +14,9 @@
 #   dk_wait_healthy TIMEOUT SVC... waits (bounded, polling) until every service's container is healthy
 #   dk_swarm_state                 inactive | manager | worker | pending | error (this engine's swarm role)
 #   dk_swarm_init                  creates a single-node swarm (SWARM_ADVERTISE_ADDR, default 127.0.0.1)
+#   dk_swarm_placement             exports the placement settings (DB_PLACEMENT, FRONT_MODE, ...) that
+#                                  are unset, from the swarm's node labels and size; says what it chose
+#   dk_front_addrs STACK           the addresses of the nodes that run the stack's front tasks
 #   dk_stack_file STACK            prints the stack file: compose.yaml + compose.swarm.yaml, translated
 #   dk_stack_exists STACK          true when the swarm has services of stack STACK
 #   dk_wait_stack TIMEOUT STACK    waits (bounded, polling) until every service of STACK runs all its
@@ -339,6 +342,86 @@ dk_stack_python() {
         return 0
     fi
     dk_die "python3 with the yaml module is needed to write the stack file (Debian: apt-get install python3-yaml)"
+}
+
+# True when this kernel can do what an encrypted overlay needs (IPsec ESP with AES-GCM): tried on a
+# throwaway network namespace. True too when it cannot be tried (not root): nothing is turned off then.
+dk_kernel_has_esp() {
+    local out
+    out=$(unshare -n ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 reqid 1 mode transport \
+        aead 'rfc4106(gcm(aes))' 0x0000000000000000000000000000000000000000 128 2>&1) && return 0
+    [[ $out != *"not implemented"* && $out != *"not supported"* && $out != *"No such file"* ]]
+}
+
+# The placement of the Swarm stack (compose.swarm.yaml's knobs), for each one neither the
+# environment nor .env sets, from what the swarm looks like (docs/scaling.md "Placement"):
+#   DB_PLACEMENT        node.labels.items.db == true when a node carries that label (the one holding
+#                       the db's volume), else node.role == manager
+#   FRONT_MODE, FRONT_PLACEMENT  global on node.labels.items.front == true when a node carries that
+#                       label (a front on each, behind the outer load balancer), else replicated
+#                       (FRONT_REPLICAS) on any node
+#   API_MAX_PER_NODE    0 (no limit) on a single node; else ceil(API_REPLICAS / (active nodes - 1)),
+#                       so that every replica still has a place when one node is lost
+#   OVERLAY_ENCRYPTION  on (edge and data are encrypted overlays, IPsec between nodes); auto, the
+#                       default, turns it off, saying so, only where it could not work: several nodes
+#                       whose engine runs on this machine (DOCKER_HOST a unix socket, as in
+#                       scripts/cluster-sim.sh) and a kernel without ESP
+dk_swarm_placement() {
+    local labels active replicas encryption chose=()
+    # shellcheck disable=SC2016 # a Go template
+    labels=$(docker node ls -q 2>/dev/null | xargs -r docker node inspect -f '{{range $k, $v := .Spec.Labels}}{{$k}}={{$v}} {{end}}' 2>/dev/null) || labels=
+    active=$(docker node ls --format '{{.Availability}}' 2>/dev/null | grep -c '^Active$') || active=1
+    if [[ -z $(dk_setting DB_PLACEMENT) ]]; then
+        if [[ " $labels " == *" items.db=true "* ]]; then
+            export DB_PLACEMENT='node.labels.items.db == true'
+        else
+            export DB_PLACEMENT='node.role == manager'
+        fi
+        chose+=("db on $DB_PLACEMENT")
+    fi
+    if [[ -z $(dk_setting FRONT_MODE) && -z $(dk_setting FRONT_PLACEMENT) ]]; then
+        if [[ " $labels " == *" items.front=true "* ]]; then
+            export FRONT_MODE=global FRONT_PLACEMENT='node.labels.items.front == true'
+            chose+=("a front on every node with items.front=true")
+        else
+            export FRONT_MODE=replicated
+        fi
+    fi
+    if [[ -z $(dk_setting API_MAX_PER_NODE) ]]; then
+        replicas=$(dk_setting API_REPLICAS 3)
+        if ((active <= 1)); then
+            export API_MAX_PER_NODE=0
+        else
+            export API_MAX_PER_NODE=$(((replicas + active - 2) / (active - 1)))
+            chose+=("at most $API_MAX_PER_NODE api replica(s) a node")
+        fi
+    fi
+    encryption=$(dk_setting OVERLAY_ENCRYPTION auto)
+    case $encryption in
+        on | off) export OVERLAY_ENCRYPTION=$encryption ;;
+        auto)
+            export OVERLAY_ENCRYPTION=on
+            if ((active > 1)) && [[ ${DOCKER_HOST:-unix://} == unix://* ]] && ! dk_kernel_has_esp; then
+                export OVERLAY_ENCRYPTION=off
+                dk_log "warning: this kernel has no IPsec ESP (CONFIG_INET_ESP, gcm(aes)), which the nodes' engines here share: the overlays edge and data are NOT encrypted (OVERLAY_ENCRYPTION=auto; on forces it, and traffic between nodes then stops)"
+            fi
+            ;;
+        *) dk_die "OVERLAY_ENCRYPTION=$encryption: expected auto (the default), on or off" ;;
+    esac
+    chose+=("overlay encryption $OVERLAY_ENCRYPTION")
+    dk_log "placement ($active active node(s)): $(printf '%s; ' "${chose[@]}")"
+}
+
+# dk_front_addrs STACK: the address of each node that runs a front task of STACK, one a line (a
+# node advertised on no routable address, as a single-node swarm on 127.0.0.1: 127.0.0.1).
+dk_front_addrs() {
+    local node addr
+    while read -r node; do
+        [[ -n $node ]] || continue
+        addr=$(docker node inspect -f '{{.Status.Addr}}' "$node" 2>/dev/null) || continue
+        [[ -z $addr || $addr == 0.0.0.0 ]] && addr=127.0.0.1
+        printf '%s\n' "$addr"
+    done < <(docker service ps --filter desired-state=running --format '{{.Node}}' "${1}_front" 2>/dev/null | sort -u)
 }
 
 # dk_stack_file STACK: the stack file on stdout: compose merges and interpolates compose.yaml +

@@ -33,6 +33,11 @@ service or is listed here as left out on purpose:
   ulimits                                dropped: Swarm services take none before Docker 23 (the
                                             engine's default, higher than compose's, applies)
   security_opt (no-new-privileges)       dropped: Swarm services cannot set it before Docker 27
+  deploy.placement.constraints: [""]     an empty constraint (FRONT_PLACEMENT unset) is dropped
+  deploy.replicas with mode: global      dropped (FRONT_MODE=global: one task a node)
+  max_replicas_per_node                  cast to an integer; 0 (no limit) dropped
+  network driver_opts encrypted: off     the option dropped (Docker encrypts when it is present, whatever
+                                            its value): OVERLAY_ENCRYPTION=off
   networks.*.ipv4_address, network ipam  dropped (compose's fixed front address; overlay subnets are
                                             allocated by Swarm)
   ports "ip:published:target" (or v2's   dropped when compose.swarm.yaml publishes the same target
@@ -160,12 +165,56 @@ def is_loopback(original):
     return host.strip("[]") in ("127.0.0.1", "::1", "localhost")
 
 
+def convert_placement(name, deploy, notes):
+    placement = deploy.get("placement")
+    if deploy.get("mode") == "global" and "replicas" in deploy:
+        del deploy["replicas"]
+        notes.append(f"{name}: replicas dropped (mode global)")
+    if not isinstance(placement, dict):
+        return
+    if "constraints" in placement:
+        kept = [c for c in placement["constraints"] or [] if str(c).strip()]
+        if len(kept) != len(placement["constraints"] or []):
+            notes.append(f"{name}: empty placement constraint dropped")
+        if kept:
+            placement["constraints"] = kept
+        else:
+            del placement["constraints"]
+    if "max_replicas_per_node" in placement:
+        limit = int(placement["max_replicas_per_node"])
+        if limit > 0:
+            placement["max_replicas_per_node"] = limit
+        else:
+            del placement["max_replicas_per_node"]
+            notes.append(f"{name}: max_replicas_per_node 0 dropped (no limit)")
+    if not placement:
+        del deploy["placement"]
+
+
+OFF_VALUES = ("off", "false", "0", "no")
+
+
+def convert_network(name, net, notes):
+    opts = net.get("driver_opts")
+    if isinstance(opts, dict) and "encrypted" in opts:
+        if str(opts["encrypted"]).strip().lower() in OFF_VALUES:
+            del opts["encrypted"]
+            notes.append(f"network {name}: not encrypted (OVERLAY_ENCRYPTION=off)")
+        else:
+            opts["encrypted"] = ""
+            notes.append(f"network {name}: encrypted (IPsec between nodes)")
+        if not opts:
+            del net["driver_opts"]
+    return net
+
+
 def convert_service(name, svc, notes):
     for key in ("build", "restart", "container_name", "security_opt", "depends_on", "ulimits", "group_add"):
         if key in svc:
             notes.append(f"{name}: {key} dropped")
             del svc[key]
     deploy = svc.setdefault("deploy", {})
+    convert_placement(name, deploy, notes)
     limits = deploy.setdefault("resources", {}).setdefault("limits", {})
     if "mem_limit" in svc:
         mem = svc.pop("mem_limit")
@@ -258,7 +307,7 @@ def convert(cfg, notes, stack=None, profiles=()):
         if net.pop("ipam", None) is not None:
             notes.append(f"network {name}: ipam dropped (Swarm allocates overlay subnets)")
         net.setdefault("driver", "overlay")
-        networks[name] = net
+        networks[name] = convert_network(name, net, notes)
     if networks:
         out["networks"] = networks
     for key in ("volumes", "secrets", "configs"):
