@@ -27,10 +27,11 @@ Simulates a Docker Swarm of NODES machines on this host (as root, Debian 12), so
   status         the manager's DOCKER_HOST, each node's address, engine and swarm state (role,
                  status, availability, labels), the registry and the balancer, whether they answer.
                  Exit 0 when everything runs, 1 when something does not, 3 when the cluster is down.
-  kill-node N    a lost machine: SIGKILL to every process of node N at once (dockerd, containerd,
-                 shims, docker-proxy, containers: its namespace and cgroups), then what a power
-                 loss leaves: its mounts, run directory and network namespace gone (its address no
-                 longer answers). Its data root (images, volumes, swarm state) stays. Waits until a
+  kill-node N    a lost machine: its network cut first (as with a power loss, its peers get no
+                 reset, only silence), then SIGKILL to every process of node N at once (dockerd,
+                 containerd, shims, docker-proxy, containers: its namespace and cgroups), then what
+                 a power loss leaves: its mounts, run directory and network namespace gone (its
+                 address no longer answers). Its data root (images, volumes, swarm state) stays. Waits until a
                  manager reports it down (bounded), and prints how long that took.
   revive-node N  boots node N again: namespace, veth, containerd, dockerd on the same data root;
                  waits until the swarm reports it Ready, and prints how long that took.
@@ -638,12 +639,19 @@ $servers        keepalive 16;
             proxy_set_header X-Forwarded-Proto \$scheme;
             # A lost node does not refuse, it stays silent: give up on it quickly.
             proxy_connect_timeout 1s;
-            proxy_read_timeout 60s;
-            # The next front on a failed connection, a timeout, or a 502/503 (a front with no api
-            # yet); nginx retries only idempotent requests once one was sent (not a POST).
-            proxy_next_upstream error timeout http_502 http_503;
+            # The balancer deals with lost fronts, the fronts with lost api tasks (their own
+            # retry). A front always answers within its fastcgi_read_timeout (10 s; 504 at worst),
+            # so silence for longer is a lost front: a GET is then passed to another one. (A
+            # shorter wait would count a live front whose api task was lost with the request as a
+            # failed front, and with max_fails=1 soon every front: "no live upstreams".)
+            proxy_read_timeout 15s;
+            # The next front on a failed connection or that silence, never on an answer: a 502,
+            # 503 or 504 is the front's or the API's own ("database unavailable"), for the client
+            # to see. nginx passes only idempotent requests on once one was sent: a POST in flight
+            # on a lost front gets a 504, its outcome unknown (never a 503, "not applied").
+            proxy_next_upstream error timeout;
             proxy_next_upstream_tries $tries;
-            proxy_next_upstream_timeout 10s;
+            proxy_next_upstream_timeout 40s;
         }
     }
 
@@ -925,6 +933,9 @@ cmd_kill_node() {
     node_arg "$n"
     [[ -e /run/netns/$(cl_netns "$n") ]] || die "node$n is not running (revive-node $n)"
     t0=$(now_ms)
+    # Silence first: killed processes would otherwise reset their peers' connections on the way out,
+    # which no lost machine does.
+    ip link set "itemscl-n$n" down 2>/dev/null || true
     kill_node_processes "$n" || die "node$n: some processes survived SIGKILL"
     wipe_node_runtime "$n"
     log "node$n killed: its processes, mounts, run directory and network are gone ($(secs_since "$t0") s); data root kept"

@@ -739,7 +739,7 @@ if ((swarm)); then
 [deploy] the stack $stack is up${rollback_tag:+, rolled back to $rollback_tag}: all replicas healthy after ${healthy_after} s, deployed in $((SECONDS - start)) s
 [deploy]   page    $(front_urls http "$port")  (each node that runs a front; port published in $(dk_setting PUBLISH_MODE host) mode)
 [deploy]   HTTPS   $(front_urls https "$https_port")
-[deploy]   API     $base/status   $base/items
+[deploy]   API     http://${front_addrs[0]}:$port/status   http://${front_addrs[0]}:$port/items
 [deploy]   tasks   docker stack ps $stack        scale   docker service scale ${stack}_api=5
 [deploy]   stop    scripts/deploy.sh --swarm --down   (--purge also deletes the data)
 EOF

@@ -276,9 +276,10 @@ class Load(ThreadedLoad):
     passes it to another replica when one fails (fastcgi_next_upstream error timeout).
     Counts: ok (200), failed (anything else, by outcome), slow (over 1 s), max_latency."""
 
-    def __init__(self, port, path="/items", rate=100.0, threads=4, max_seconds=150):
+    def __init__(self, port, path="/items", rate=100.0, threads=4, max_seconds=150, timeout=10):
         super().__init__()
         self.port, self.path, self.rate, self.clients = port, path, rate, threads
+        self.timeout = timeout
         self.max_seconds = max_seconds
         self.slow = 0
         self.max_latency = 0.0
@@ -293,7 +294,7 @@ class Load(ThreadedLoad):
             outcome = None
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
                 conn.request("GET", self.path)
                 resp = conn.getresponse()
                 resp.read()
