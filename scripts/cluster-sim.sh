@@ -625,15 +625,15 @@ http {
     log_format balancer '\$remote_addr [\$time_local] "\$request" \$status upstream=\$upstream_addr (\$upstream_status) \$request_time';
 
     upstream items_fronts {
-$servers        keepalive 16;
-    }
+$servers    }
     server {
         listen 127.0.0.1:$BALANCER_PORT;
         access_log $BAL_DIR/access.log balancer;
         location / {
+            # A connection per request, none kept idle: an idle connection to a node that was lost
+            # would take the next request into silence, where a new one fails in the connect
+            # timeout (and marks the node failed).
             proxy_pass http://items_fronts;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
             proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
