@@ -9,7 +9,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$REPO/scripts/lib/common.sh"
 
-ALL_SUITES=(selftest unit clang static promtool sanitizers integration fuzz hostile soak leak bench compose browser upgrade monitoring swarm)
+ALL_SUITES=(selftest unit clang static promtool sanitizers integration fuzz hostile soak leak bench compose browser upgrade monitoring swarm cluster)
 # A run of every suite takes three lanes (vmstat showed the CPUs 85 % idle
 # during integration and hostile, 50 % during soak, 70 % during the Docker
 # suites):
@@ -26,12 +26,15 @@ ALL_SUITES=(selftest unit clang static promtool sanitizers integration fuzz host
 #    end, disconnects every container of the engine from its networks,
 #    compose stacks included (measured: a compose stack beside it lost its
 #    published port and its api its edge address);
+#  - cluster runs last, alone too: its three engines (scripts/cluster-sim.sh)
+#    are apart from this host's, but its drills count failed requests and
+#    time reschedules on two CPUs;
 #  - everything else runs one suite at a time.
 # A lane's output is shown whole when it ends.
 BACKGROUND_SUITES=(clang static promtool fuzz)
 BESIDE_COMPOSE_SUITES=(upgrade monitoring)
 # Suites that must run with no Docker lane beside them (see above).
-ALONE_SUITES=(swarm)
+ALONE_SUITES=(swarm cluster)
 BUILD_SUITES=(selftest unit sanitizers)
 
 usage() {
@@ -40,8 +43,8 @@ usage: scripts/test.sh [--help] [SUITE ...]
 
 Runs the test suites (default: all, in this order, except that when other
 suites run too, clang, static, promtool and fuzz run at nice 19 from the
-integration suite on, and upgrade then monitoring run beside compose (swarm
-waits until they have ended);
+integration suite on, and upgrade then monitoring run beside compose (swarm,
+then cluster, wait until they have ended);
 their output is shown when they end):
   selftest     this script's own counting, against fake runners (ctest/selftest/)
   unit         gcc build with -Werror, C unit tests (meson test --suite unit)
@@ -81,6 +84,12 @@ their output is shown when they end):
                killed replica, token rotation, scaling, all under load (skipped,
                a failure under CI, when the engine cannot run a swarm;
                ctest/swarm/test_swarm.sh)
+  cluster      the Swarm stack on a simulated three-node cluster
+               (scripts/cluster-sim.sh: one dockerd per network namespace, a
+               registry, a balancer): deploy.sh --swarm with DOCKER_HOST and
+               REGISTRY, placement, a rolling update under load, a worker node
+               and the db node lost and revived, isolation; then down leaves
+               nothing (needs root; ctest/cluster/test_cluster.sh)
 
 As root on Debian it installs the packages it needs. Build directories go
 under TEST_BUILD_ROOT [REPO/build-test], with db-template, the MariaDB datadir
@@ -448,6 +457,8 @@ suite_monitoring() { run_counted monitoring "$REPO/ctest/compose/test_monitoring
 suite_promtool() { run_counted promtool "$REPO/ctest/monitoring/test_rules.sh"; }
 
 suite_swarm() { run_counted swarm "$REPO/ctest/swarm/test_swarm.sh"; }
+
+suite_cluster() { run_counted cluster "$REPO/ctest/cluster/test_cluster.sh"; }
 
 # True when one of the words before -- is among those after it.
 # usage: in_list WORD... -- WORD...
