@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
-from checks import check, log, report  # noqa: E402
+from checks import check, figure, finish, log, report  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SIM = os.path.join(REPO, "scripts", "cluster-sim.sh")
@@ -50,12 +50,7 @@ LOAD_MAX_SECONDS = 150
 # the client waits longer than that, so that such a request counts as slow, not failed.
 LOAD_CLIENT_TIMEOUT = 40
 SECRETS_DIR = ""
-FIGURES = []
 
-
-def figure(msg):
-    FIGURES.append(msg)
-    log(msg)
 
 
 def node_host(n):
@@ -572,13 +567,6 @@ def main():
         log(f"cluster test took {time.monotonic() - started:.0f} s")
     return finish()
 
-
-def finish():
-    if FIGURES:
-        print("# figures:", flush=True)
-        for line in FIGURES:
-            print(f"#   {line}", flush=True)
-    return checks.finish()
 
 
 if __name__ == "__main__":

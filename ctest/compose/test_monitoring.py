@@ -40,7 +40,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
-from checks import check, log, report, wait_for  # noqa: E402
+from checks import check, figure, log, report, wait_for  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROJECT = os.environ.get("MON_PROJECT", "items-mon")
@@ -54,7 +54,6 @@ DRILL_TIMEOUT = 150  # seconds a drill waits for a notification before it fails
 
 PORT = HTTPS_PORT = PROM_PORT = 0
 TMP = SECRETS = INBOX = ""
-FIGURES = []
 # API_TRANSPORT of the compose runs ("": compose.yaml's default, unix).
 TRANSPORT = ""
 
@@ -91,10 +90,6 @@ def compose(*args, timeout=300):
 def cid(service):
     return compose("ps", "-q", service)[1].split()
 
-
-def figure(msg):
-    FIGURES.append(msg)
-    log(msg)
 
 
 # --- Prometheus and the receiver -----------------------------------------------------------------
@@ -394,8 +389,6 @@ def main(argv):
                 run(["scripts/deploy.sh", "--down", "--purge"], timeout=300, check_rc=False)
             finally:
                 shutil.rmtree(TMP, ignore_errors=True)
-    for line in FIGURES:
-        print(f"# {line}")
     return checks.finish()
 
 

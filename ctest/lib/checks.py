@@ -53,8 +53,22 @@ def failed():
     return _counts["failed"]
 
 
+_figures = []
+
+
+def figure(msg):
+    """A measured figure: logged now, and repeated under "# figures:" before the closing line."""
+    _figures.append(msg)
+    log(msg)
+
+
 def finish():
-    """Prints the closing line; the exit status: 0 only if something passed and nothing failed."""
+    """Prints the figures, then the closing line; the exit status: 0 only if something passed and
+    nothing failed."""
+    if _figures:
+        print("# figures:", flush=True)
+        for line in _figures:
+            print(f"#   {line}", flush=True)
     print(f"{_counts['passed']} passed, {_counts['failed']} failed", flush=True)
     return 0 if _counts["failed"] == 0 and _counts["passed"] > 0 else 1
 

@@ -25,7 +25,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402 - after its path
-from checks import check, log, report, tcp_listeners  # noqa: E402
+from checks import check, figure, finish, log, report, tcp_listeners  # noqa: E402
 
 
 def wait_for(predicate, timeout, interval=0.5):
@@ -46,12 +46,7 @@ PORT = 0
 HTTPS_PORT = 0
 SECRETS_DIR = ""
 SECRETS = {}
-FIGURES = []  # lines for the closing summary
 
-
-def figure(msg):
-    FIGURES.append(msg)
-    log(msg)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -76,7 +71,7 @@ def run(args, timeout=120, check_rc=True):
     proc = subprocess.run(args, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
     if check_rc and proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}"
+            f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-6000:]}"
         )
     return proc
 
@@ -852,13 +847,6 @@ def main():
         log(f"swarm end-to-end test took {time.monotonic() - started:.0f} s")
     return finish()
 
-
-def finish():
-    if FIGURES:
-        print("# figures:", flush=True)
-        for line in FIGURES:
-            print(f"#   {line}", flush=True)
-    return checks.finish()
 
 
 if __name__ == "__main__":
