@@ -16,23 +16,27 @@ Simulates a Docker Swarm of NODES machines on this host (as root, Debian 12), so
                  network namespace items-nodeN (address 172.31.210.(10+N), no default route: only
                  the /24), a containerd and a dockerd of its own (data root /var/lib/items-cluster/nodeN,
                  socket /run/items-cluster/nodeN.sock); starts the registry (Debian's docker-registry)
-                 on 172.31.210.1:5000 (plain HTTP, trusted by the node engines only); forms the swarm
-                 (node1 the manager, or nodes 1..MANAGERS; the others workers), labels the nodes,
-                 loads the base image into the manager, starts the balancer; prints what to export.
+                 on 172.31.210.1:5000 (plain HTTP, trusted by the node engines only) and the nodes'
+                 way to the Debian mirror (dnsmasq on 172.31.210.1 answers the mirror's names, and
+                 nothing else; the balancer's nginx passes GET on to it, so that deploy.sh can
+                 build on the manager); forms the swarm (node1 the manager, or nodes 1..MANAGERS;
+                 the others workers), labels the nodes, loads the base image into the manager,
+                 starts the balancer; prints what to export.
                  A failed up tears down what it made (KEEP_FAILED=1 keeps it, to look at).
   down           stops everything up started (by PID: engines, containerd, shims, containers,
-                 registry, balancer), unmounts what they left under the data roots, removes the
+                 registry, dnsmasq, balancer), unmounts what they left under the data roots, removes the
                  namespaces, veths, bridge, the iptables rules, data roots and run directories.
                  Idempotent: down twice, or without up, is fine. Exit 1 if something is left.
   status         the manager's DOCKER_HOST, each node's address, engine and swarm state (role,
-                 status, availability, labels), the registry and the balancer, whether they answer.
+                 status, availability, labels), the registry, the mirror and the balancer, whether
+                 they answer.
                  Exit 0 when everything runs, 1 when something does not, 3 when the cluster is down.
   kill-node N    a lost machine: its network cut first (as with a power loss, its peers get no
                  reset, only silence), then SIGKILL to every process of node N at once (dockerd,
                  containerd, shims, docker-proxy, containers: its namespace and cgroups), then what
                  a power loss leaves: its mounts, run directory and network namespace gone (its
-                 address no longer answers). Its data root (images, volumes, swarm state) stays. Waits until a
-                 manager reports it down (bounded), and prints how long that took.
+                 address no longer answers). Its data root (images, volumes, swarm state) stays.
+                 Waits until a manager reports it down (bounded), and prints how long that took.
   revive-node N  boots node N again: namespace, veth, containerd, dockerd on the same data root;
                  waits until the swarm reports it Ready, and prints how long that took.
   balancer       rewrites the balancer's configuration (FRONT_NODES, ports) and starts or reloads it.
@@ -47,15 +51,16 @@ Settings (environment):
   DB_NODE      the node labelled items.db=true, where the db and its volume belong (1)
   FRONT_NODES  the nodes labelled items.front=true and put behind the balancer ("all", or e.g. "1 2")
   BALANCER_PORT, BALANCER_TLS_PORT   the balancer on 127.0.0.1 (18720, 18721)
-  HTTP_PORT, HTTPS_PORT   the fronts' host-mode ports on the nodes, as deploy.sh reads them (the
-               environment, else .env; 80, 443). With HTTP_PORT=18720 HTTPS_PORT=18721 for both
-               this script and deploy.sh, deploy.sh's smoke test through 127.0.0.1:HTTP_PORT goes
-               through the balancer.
+  HTTP_PORT, HTTPS_PORT   the fronts' host-mode ports on the nodes, which the balancer passes to,
+               as deploy.sh reads them (the environment, else .env; 80, 443)
+  MIRROR_HOSTS the Debian mirror's host names the nodes may reach (those of this host's plain-HTTP
+               apt sources: deb.debian.org)
   SEED_IMAGES  images loaded from this host's engine into the manager at up, when present there
                (debian:bookworm-slim: deploy.sh builds on the manager; "" for none)
 
 Then:  export DOCKER_HOST=unix:///run/items-cluster/node1.sock REGISTRY=172.31.210.1:5000
-       DB_PLACEMENT='node.labels.items.db == true' scripts/deploy.sh --swarm
+       scripts/deploy.sh --swarm      # places the stack by the node labels
+       curl http://127.0.0.1:18720/items
 The node engines trust the registry's address only; this host's engine is not touched (it does not
 push there: push from the manager, as deploy.sh does with DOCKER_HOST set).
 EOF
@@ -788,8 +793,8 @@ cmd_up() {
 
 export DOCKER_HOST=$(cl_node_host 1)
 export REGISTRY=$CL_REGISTRY
-# db on the node labelled items.db=true (node$DB_NODE); fronts behind http://127.0.0.1:$BALANCER_PORT/
-export DB_PLACEMENT='node.labels.items.db == true'
+# then scripts/deploy.sh --swarm: the db on node$DB_NODE (items.db=true), a front on every node
+# labelled items.front=true, behind http://127.0.0.1:$BALANCER_PORT/ (TLS: 127.0.0.1:$BALANCER_TLS_PORT)
 EOF
 }
 

@@ -81,8 +81,14 @@ Docker Swarm (docs/scaling.md):
   --swarm         deploy as the Swarm stack STACK_NAME (default items): steps 1-5 as above, then
                   `docker stack deploy` of compose.yaml + compose.swarm.yaml (merged by compose,
                   translated by scripts/lib/stackfile.py), waits (bounded) until every service runs
-                  all its replicas healthy, smoke-tests through 127.0.0.1:HTTP_PORT. This engine must
-                  be a swarm manager; it is never made one unless --init-swarm is given.
+                  all its replicas healthy, smoke-tests through each node that runs a front (its
+                  address, HTTP_PORT and HTTPS_PORT). Placement comes from the node labels unless
+                  set: the db on the node labelled items.db=true, a front on every node labelled
+                  items.front=true, at most API_MAX_PER_NODE api replicas a node (room left for a
+                  lost node); the overlays edge and data encrypted (OVERLAY_ENCRYPTION: auto, on,
+                  off); what was chosen is printed (docs/scaling.md "Placement"). This engine
+                  (DOCKER_HOST: any manager, e.g. scripts/cluster-sim.sh's) must be a swarm
+                  manager; it is never made one unless --init-swarm is given.
   --init-swarm    with --swarm: when this engine is in no swarm, create a single-node swarm first
                   (advertised on 127.0.0.1 unless SWARM_ADVERTISE_ADDR is set). Leaving it is yours
                   to do: docker swarm leave --force. Beware: with Docker 20.10 (Debian 12's), leaving
