@@ -365,16 +365,20 @@ dk_kernel_has_esp() {
 #   API_MAX_PER_NODE    0 (no limit) on a single node; else ceil(API_REPLICAS / (active nodes - 1)),
 #                       so that every replica still has a place when one node is lost
 #   OVERLAY_ENCRYPTION  on (edge and data are encrypted overlays, IPsec between nodes); auto, the
-#                       default, turns it off, saying so, only where it could not work: several nodes
-#                       whose engine runs on this machine (DOCKER_HOST a unix socket, as in
-#                       scripts/cluster-sim.sh) and a kernel without ESP
+#                       default, turns it off, saying so, only where it is known not to work: a swarm
+#                       of several nodes, one of which is this machine (DOCKER_HOST a unix socket:
+#                       the engine runs on this kernel, as the simulated cluster's all do), and
+#                       this kernel without ESP, whose tasks then could not talk to other nodes'
 dk_swarm_placement() {
     local labels active replicas encryption chose=()
     # shellcheck disable=SC2016 # a Go template
-    labels=$(docker node ls -q 2>/dev/null | xargs -r docker node inspect -f '{{range $k, $v := .Spec.Labels}}{{$k}}={{$v}} {{end}}' 2>/dev/null) || labels=
+    # Every label of every node, one a line (not one line a node: a label first on its line would
+    # have no space before it).
+    labels=$(docker node ls -q 2>/dev/null |
+        xargs -r docker node inspect -f '{{range $k, $v := .Spec.Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' 2>/dev/null) || labels=
     active=$(docker node ls --format '{{.Availability}}' 2>/dev/null | grep -c '^Active$') || active=1
     if [[ -z $(dk_setting DB_PLACEMENT) ]]; then
-        if [[ " $labels " == *" items.db=true "* ]]; then
+        if grep -qx 'items.db=true' <<<"$labels"; then
             export DB_PLACEMENT='node.labels.items.db == true'
         else
             export DB_PLACEMENT='node.role == manager'
@@ -382,7 +386,7 @@ dk_swarm_placement() {
         chose+=("db on $DB_PLACEMENT")
     fi
     if [[ -z $(dk_setting FRONT_MODE) && -z $(dk_setting FRONT_PLACEMENT) ]]; then
-        if [[ " $labels " == *" items.front=true "* ]]; then
+        if grep -qx 'items.front=true' <<<"$labels"; then
             export FRONT_MODE=global FRONT_PLACEMENT='node.labels.items.front == true'
             chose+=("a front on every node with items.front=true")
         else
@@ -405,7 +409,7 @@ dk_swarm_placement() {
             export OVERLAY_ENCRYPTION=on
             if ((active > 1)) && [[ ${DOCKER_HOST:-unix://} == unix://* ]] && ! dk_kernel_has_esp; then
                 export OVERLAY_ENCRYPTION=off
-                dk_log "warning: this kernel has no IPsec ESP (CONFIG_INET_ESP, gcm(aes)), which the nodes' engines here share: the overlays edge and data are NOT encrypted (OVERLAY_ENCRYPTION=auto; on forces it, and traffic between nodes then stops)"
+                dk_log "warning: this machine runs a node of the swarm (DOCKER_HOST is a unix socket) and its kernel has no IPsec ESP (CONFIG_INET_ESP, gcm(aes)): an encrypted overlay would carry no traffic between its tasks and other nodes'. The overlays edge and data are NOT encrypted (OVERLAY_ENCRYPTION=auto; on forces encryption, off says it is meant)"
             fi
             ;;
         *) dk_die "OVERLAY_ENCRYPTION=$encryption: expected auto (the default), on or off" ;;
@@ -414,16 +418,19 @@ dk_swarm_placement() {
     dk_log "placement ($active active node(s)): $(printf '%s; ' "${chose[@]}")"
 }
 
-# dk_front_addrs STACK: the address of each node that runs a front task of STACK, one a line (a
-# node advertised on no routable address, as a single-node swarm on 127.0.0.1: 127.0.0.1).
+# dk_front_addrs STACK: the address of each Ready node that runs a front task of STACK, one a line
+# (a node advertised on no routable address, as a single-node swarm on 127.0.0.1: 127.0.0.1). A
+# node that is down keeps its global task "meant to run": it is left out, not smoke-tested.
 dk_front_addrs() {
-    local node addr
-    while read -r node; do
-        [[ -n $node ]] || continue
-        addr=$(docker node inspect -f '{{.Status.Addr}}' "$node" 2>/dev/null) || continue
+    local task node state addr
+    while read -r task; do
+        [[ -n $task ]] || continue
+        node=$(docker inspect --type task -f '{{.NodeID}}' "$task" 2>/dev/null) || continue
+        read -r state addr < <(docker node inspect -f '{{.Status.State}} {{.Status.Addr}}' "$node" 2>/dev/null) || continue
+        [[ $state == ready ]] || continue
         [[ -z $addr || $addr == 0.0.0.0 ]] && addr=127.0.0.1
         printf '%s\n' "$addr"
-    done < <(docker service ps --filter desired-state=running --format '{{.Node}}' "${1}_front" 2>/dev/null | sort -u)
+    done < <(docker service ps -q --no-trunc --filter desired-state=running "${1}_front" 2>/dev/null) | sort -u
 }
 
 # dk_stack_file STACK: the stack file on stdout: compose merges and interpolates compose.yaml +
