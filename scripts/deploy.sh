@@ -711,6 +711,30 @@ if ((swarm)); then
     # Later CLIs wait for convergence unless told not to; the wait below is ours, bounded.
     docker stack deploy --help 2>/dev/null | grep -q -- '--detach' && deploy_opts+=(--detach=true)
     dk_stack_file "$stack" >"$stack_file" || dk_die "could not write the stack file"
+    # What a stack deploy cannot change in place. A service's mode: a front made replicated before
+    # nodes carried the front label (or the other way) is removed first; no front answers until
+    # the new ones run. An existing network: it keeps the options it was made with.
+    want_mode=$(dk_setting FRONT_MODE replicated)
+    # shellcheck disable=SC2016 # a Go template
+    have_mode=$(docker service inspect -f '{{if .Spec.Mode.Global}}global{{else}}replicated{{end}}' "${stack}_front" 2>/dev/null) || have_mode=
+    if [[ -n $have_mode && $have_mode != "$want_mode" ]]; then
+        log "the front goes from $have_mode to $want_mode (the node labels): Swarm cannot change a service's mode, so ${stack}_front is removed first (the page is down until the new front tasks run)"
+        docker service rm "${stack}_front" >/dev/null || swarm_failed "${stack}_front" "could not remove the front service to change its mode"
+        # Its host-mode ports must be free on this node before the new task takes them (bounded).
+        for _ in $(seq 60); do
+            [[ -z $(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_front") ]] && break
+            sleep 1
+        done
+    fi
+    for net in edge data; do
+        # shellcheck disable=SC2016 # a Go template
+        opts=$(docker network inspect -f '{{range $k, $v := .Options}}{{$k}} {{end}}' "${stack}_$net" 2>/dev/null) || continue
+        have=off
+        [[ " $opts " == *" encrypted "* ]] && have=on
+        if [[ $have != "${OVERLAY_ENCRYPTION:-on}" ]]; then
+            log "warning: the network ${stack}_$net exists with encryption $have, not ${OVERLAY_ENCRYPTION:-on}: a stack deploy does not change an existing network (scripts/deploy.sh --swarm --down, then --swarm, makes it anew; the data volume stays)"
+        fi
+    done
     log "deploying the stack $stack (api replicas: $(dk_setting API_REPLICAS 3))"
     deploy_started=$(date +%s)
     if ! out=$(docker stack deploy "${deploy_opts[@]}" -c "$stack_file" "$stack" 2>&1); then
