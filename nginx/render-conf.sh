@@ -190,12 +190,13 @@ else
 	{
 		printf '# Rendered by render-conf.sh: FCGI_BACKEND=%s is resolved through %s, no static upstream.\n' \
 			"$FCGI_BACKEND" "$DNS_RESOLVER"
-		# Every address the name gives, once each: a lost node takes all its replicas at once
-		# (two of three, say), and each lost one costs only the connect timeout. Bounded in time:
-		# no request is passed on after 11 s (just past one read timeout, so that a request lost
-		# with its replica is tried once more).
-		echo '# A failed request goes to each next address once, for up to 11 s.'
-		echo 'fastcgi_next_upstream_tries 0;'
+		# Three addresses: a lost node takes all its replicas at once (two of the three under
+		# Swarm's API_MAX_PER_NODE), and each lost one costs only the connect timeout. Not every
+		# address: a request that crashes a worker would crash one in every replica. Bounded in
+		# time: no request is passed on after 11 s (just past one read timeout, so that a request
+		# lost with its replica is tried once more).
+		echo '# A failed request goes to the next address, three tries in all, for up to 11 s.'
+		echo 'fastcgi_next_upstream_tries 3;'
 		echo 'fastcgi_next_upstream_timeout 11s;'
 	} >"$out/items-upstream.conf"
 fi

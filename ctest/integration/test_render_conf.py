@@ -101,13 +101,14 @@ class RenderConf(unittest.TestCase):
         proc, text, _ = self.render({"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "127.0.0.1:9000"})
         self.assertEqual(text.count("server 127.0.0.1:9000 max_fails=0;"), 2)
 
-    def test_resolved_name_tries_every_address(self):
+    def test_resolved_name_tries_three_addresses(self):
         """FCGI_BACKEND a name (the replicas under Swarm, resolved through DNS): a lost node takes
-        several replicas at once, so a failed request goes to each next address once, bounded in
-        time (11 s: one read timeout, 10 s, and a little); the static upstream keeps its 2 tries."""
+        up to two of three replicas at once, so a failed request is tried on three addresses (not
+        all: a request that crashes a worker would crash one in every replica), bounded in time
+        (11 s: one read timeout, 10 s, and a little); the static upstream keeps its 2 tries."""
         proc, text, _ = self.render({})
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertIn("fastcgi_next_upstream_tries 0;", text)
+        self.assertIn("fastcgi_next_upstream_tries 3;", text)
         self.assertIn("fastcgi_next_upstream_timeout 11s;", text)
         proc, text, _ = self.render({"FCGI_BACKEND": "items_api", "FCGI_UPSTREAM": "127.0.0.1:9000"})
         self.assertIn("fastcgi_next_upstream_tries 2;", text)
