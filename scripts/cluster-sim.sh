@@ -117,7 +117,7 @@ load_state() {
     [[ -r $STATE ]] || return 1
     local line
     while IFS= read -r line; do
-        [[ $line =~ ^(NODES|MANAGERS|DB_NODE|FRONT_NODES|HTTP_PORT_NODES|HTTPS_PORT_NODES|BALANCER_PORT|BALANCER_TLS_PORT|CREATED_DIRS|RUN_NETNS_MOUNTED)=(.*)$ ]] &&
+        [[ $line =~ ^(NODES|MANAGERS|DB_NODE|FRONT_NODES|HTTP_PORT_NODES|HTTPS_PORT_NODES|BALANCER_PORT|BALANCER_TLS_PORT|MIRROR_HOSTS|CREATED_DIRS|RUN_NETNS_MOUNTED)=(.*)$ ]] &&
             printf -v "${BASH_REMATCH[1]}" '%s' "${BASH_REMATCH[2]}"
     done <"$STATE"
     return 0
@@ -137,6 +137,7 @@ check_settings() {
             in_range "$n" "$NODES" || die "FRONT_NODES=$FRONT_NODES: 'all' or node numbers 1 to $NODES"
         done
     fi
+    mirror_hosts >/dev/null
     for n in "$BALANCER_PORT" "$BALANCER_TLS_PORT" "$HTTP_PORT_NODES" "$HTTPS_PORT_NODES"; do
         if ! [[ $n =~ ^[1-9][0-9]{0,4}$ ]] || ((n > 65535)); then die "not a port number: $n"; fi
     done
@@ -554,20 +555,34 @@ stop_registry() {
 # what its containers address to port 80 there on to CL_MIRROR_PORT, where the balancer's nginx
 # passes GET and HEAD for those host names, and nothing else, on to the mirror.
 
-# The host names of this host's plain-HTTP apt sources (deb.debian.org), or MIRROR_HOSTS.
+# The mirror's host names, one a line, checked: MIRROR_HOSTS (saved by up), else those of the base
+# image's apt sources (scripts/base-image.lock's mirror and security_mirror) and of this host's
+# plain-HTTP apt sources, from which scripts/build-base-image.sh makes the image's. (HTTPS sources
+# cannot pass: the nginx here passes plain HTTP only.)
 mirror_hosts() {
+    local host list
     if [[ -n $MIRROR_HOSTS ]]; then
-        tr ' ' '\n' <<<"$MIRROR_HOSTS" | grep -v '^$'
-        return 0
+        list=$(tr ' ' '\n' <<<"$MIRROR_HOSTS")
+    else
+        list=$( {
+            sed -n 's/^\(security_\)\{0,1\}mirror=//p' "$here/base-image.lock" 2>/dev/null
+            cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+                grep -v '^[[:space:]]*#'
+        } | grep -oE 'http://[A-Za-z0-9.-]+' | sed 's|^http://||') || true # (a missing file, no match)
     fi
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        grep -v '^[[:space:]]*#' | grep -oE 'http://[A-Za-z0-9.-]+' | sed 's|^http://||' | sort -u
+    local -a hosts=()
+    for host in $list; do
+        # (dies in the caller's shell when called plainly, as check_settings does)
+        [[ $host =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] || die "not a host name: $host (MIRROR_HOSTS)"
+        hosts+=("$host")
+    done
+    ((${#hosts[@]})) || return 0
+    printf '%s\n' "${hosts[@]}" | sort -u
 }
 
 start_mirror_dns() {
     local host args=()
     while read -r host; do
-        [[ $host =~ ^[A-Za-z0-9.-]+$ ]] || die "not a host name: $host (MIRROR_HOSTS)"
         args+=("--address=/$host/$CL_BRIDGE_ADDR")
     done < <(mirror_hosts)
     ((${#args[@]})) || log "warning: no plain-HTTP apt source on this host (MIRROR_HOSTS): builds on the nodes cannot install packages"
@@ -602,8 +617,8 @@ write_balancer_conf() {
     [[ $resolver == *:* ]] && resolver="[$resolver]"
 
     for n in $(front_nodes); do
-        # Passive health checks: a node that failed a connection (or answered 502/503) is left out
-        # for fail_timeout, then tried again with live traffic.
+        # Passive health checks: a node that refused or timed out a connection, or stayed silent
+        # (below), is left out for fail_timeout, then tried again with live traffic.
         servers+="        server $(cl_node_addr "$n"):$HTTP_PORT_NODES max_fails=1 fail_timeout=10s;"$'\n'
         tls_servers+="        server $(cl_node_addr "$n"):$HTTPS_PORT_NODES max_fails=1 fail_timeout=10s;"$'\n'
     done
@@ -645,18 +660,20 @@ $servers    }
             # A lost node does not refuse, it stays silent: give up on it quickly.
             proxy_connect_timeout 1s;
             # The balancer deals with lost fronts, the fronts with lost api tasks (their own
-            # retry). A front always answers within its fastcgi_read_timeout (10 s; 504 at worst),
-            # so silence for longer is a lost front: a GET is then passed to another one. (A
-            # shorter wait would count a live front whose api task was lost with the request as a
-            # failed front, and with max_fails=1 soon every front: "no live upstreams".)
-            proxy_read_timeout 15s;
+            # retry). A live front answers within 21 s at worst (a 504): its fastcgi_read_timeout,
+            # 10 s, and once more on the next api address, which it may still try up to 11 s in
+            # (fastcgi_next_upstream_timeout). Silence for longer is a lost front: a GET is then
+            # passed to another one. (A shorter wait would count a live front whose api task was
+            # lost with the request as a failed front, and with max_fails=1 soon every front:
+            # "no live upstreams".)
+            proxy_read_timeout 25s;
             # The next front on a failed connection or that silence, never on an answer: a 502,
             # 503 or 504 is the front's or the API's own ("database unavailable"), for the client
             # to see. nginx passes only idempotent requests on once one was sent: a POST in flight
             # on a lost front gets a 504, its outcome unknown (never a 503, "not applied").
             proxy_next_upstream error timeout;
             proxy_next_upstream_tries $tries;
-            proxy_next_upstream_timeout 40s;
+            proxy_next_upstream_timeout 60s;
         }
     }
 
@@ -753,6 +770,7 @@ cmd_up() {
         echo "HTTPS_PORT_NODES=$HTTPS_PORT_NODES"
         echo "BALANCER_PORT=$BALANCER_PORT"
         echo "BALANCER_TLS_PORT=$BALANCER_TLS_PORT"
+        echo "MIRROR_HOSTS=$(mirror_hosts | tr '\n' ' ')"
         echo "CREATED_DIRS=${created[*]}"
         # iproute2 makes /run/netns a mount point the first time; down undoes that too.
         echo "RUN_NETNS_MOUNTED=$(awk '$5 == "/run/netns" { f = 1 } END { print f + 0 }' /proc/self/mountinfo)"

@@ -22,8 +22,11 @@ nothing of the cluster is left. Bounded: about 5 minutes; every load loop stops 
 
 Needs root (network namespaces, a bridge, iptables, one dockerd per node) and a clean checkout
 (deploy.sh pushes images under the commit they were built from: it refuses a dirty tree). Fails
-when a simulated cluster is up already. Traffic goes to 127.0.0.1 and the simulation's own
-addresses (172.31.210.0/24 and the overlays inside the nodes) only.
+when a simulated cluster is up already. The test's own traffic goes to 127.0.0.1 and the
+simulation's addresses (172.31.210.0/24 and the overlays inside the nodes) only; the build on the
+manager fetches Debian packages from this host's Debian mirror, through the simulation's mirror
+proxy (scripts/cluster-sim.sh --help), as any image build here does: without a mirror the deploy,
+and so the suite, fails.
 USAGE
 }
 
