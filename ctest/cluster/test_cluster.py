@@ -543,10 +543,7 @@ def check_down():
 
 def main():
     global SECRETS_DIR
-    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    keep = "--keep" in sys.argv[1:]
+    keep = checks.keep_requested(__doc__)
     if sim("status", check_rc=False).returncode != 3:
         report("no simulated cluster is up before the test", False,
                "one is (scripts/cluster-sim.sh status): the test makes its own; scripts/cluster-sim.sh down first")

@@ -53,6 +53,15 @@ def failed():
     return _counts["failed"]
 
 
+def keep_requested(doc):
+    """The end-to-end suites' command line: --help prints DOC and exits; True when --keep is given
+    (leave what the suite made, to look at)."""
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(doc)
+        sys.exit(0)
+    return "--keep" in sys.argv[1:]
+
+
 _figures = []
 
 

@@ -795,10 +795,7 @@ def run_checks(keep):
 
 def main():
     global SECRETS_DIR
-    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    keep = "--keep" in sys.argv[1:]
+    keep = checks.keep_requested(__doc__)
 
     initial = swarm_state()
     if initial not in ("inactive", "manager"):
