@@ -48,7 +48,10 @@ Settings (environment):
   NODES        number of nodes, 1-9 (3)
   MANAGERS     how many of them are managers, nodes 1..MANAGERS (1; 3 gives a Raft quorum that
                survives the loss of one)
-  DB_NODE      the node labelled items.db=true, where the db and its volume belong (1)
+  DB_NODE      the node labelled items.db=true, where the db and its volume belong (2, a worker;
+               1 with NODES=1). Not the only manager: when the db's node is also the manager
+               that was lost, the API served again 39-305 s after the node's return (Docker's
+               gossip takes a restarted manager back slowly), against 11 s for a worker.
   FRONT_NODES  the nodes labelled items.front=true and put behind the balancer ("all", or e.g. "1 2")
   BALANCER_PORT, BALANCER_TLS_PORT   the balancer on 127.0.0.1 (18720, 18721)
   HTTP_PORT, HTTPS_PORT   the fronts' host-mode ports on the nodes, which the balancer passes to,
@@ -80,7 +83,7 @@ ENV_HTTP_PORT=${HTTP_PORT:-}
 ENV_HTTPS_PORT=${HTTPS_PORT:-}
 NODES=${NODES:-3}
 MANAGERS=${MANAGERS:-1}
-DB_NODE=${DB_NODE:-1}
+DB_NODE=${DB_NODE:-$((NODES >= 2 ? 2 : 1))}
 FRONT_NODES=${FRONT_NODES:-all}
 BALANCER_PORT=${BALANCER_PORT:-18720}
 BALANCER_TLS_PORT=${BALANCER_TLS_PORT:-18721}
