@@ -468,14 +468,14 @@ def check_db_node_lost():
         sim("revive-node", str(DB_NODE), timeout=180)
         # How soon depends on Docker's gossip more than on the stack: the db task is healthy
         # seconds after the node's boot, but the other nodes' DNS learns its new address only
-        # once they have taken the returned node back (measured 16-154 s; the api answers 503
-        # meanwhile, having no address for db).
-        seen = sample(300, until_ok=True)
+        # once they have taken the returned node back (measured 7-305 s for a first 200; the api
+        # answers 503 meanwhile, having no address for db).
+        seen = sample(420, until_ok=True)
         first = time.monotonic() - t0
         # Each api replica reconnects on its own: serving again means every one of them does, so
-        # many answers in a row are 200 (at most 90 s more).
+        # many answers in a row are 200 (at most 120 s more: 90 s seen after a late first 200).
         streak = []
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while len(streak) < 30 and time.monotonic() < deadline:
             r = request("GET", "/items")
             streak = streak + [r.status] if r.status == 200 else []
@@ -485,7 +485,7 @@ def check_db_node_lost():
         statuses = collections.Counter(s for s, _, _ in seen)
         figure(f"db node{DB_NODE} revived: a first 200 {first:.1f} s after its boot, every replica serving "
                f"(30 x 200 in a row) after {took:.1f} s; meanwhile {dict(statuses)}")
-        assert seen and statuses[200] >= 1 and len(streak) == 30, f"not serving within 390 s: {dict(statuses)}"
+        assert seen and statuses[200] >= 1 and len(streak) == 30, f"not serving within 540 s: {dict(statuses)}"
         for status, body, _ in (x for x in seen if x[0] != 200):
             assert status in (502, 503, 504), f"{status} {body[:120]!r}"
             assert "error" in (json.loads(body or b"null") or {}), body
