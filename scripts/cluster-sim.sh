@@ -49,9 +49,8 @@ Settings (environment):
   MANAGERS     how many of them are managers, nodes 1..MANAGERS (1; 3 gives a Raft quorum that
                survives the loss of one)
   DB_NODE      the node labelled items.db=true, where the db and its volume belong (2, a worker;
-               1 with NODES=1). Not the only manager: when the db's node is also the manager
-               that was lost, the API served again 39-305 s after the node's return (Docker's
-               gossip takes a restarted manager back slowly), against 11 s for a worker.
+               1 with NODES=1): not the only manager, which must survive the db node's loss to
+               reschedule that node's api tasks.
   FRONT_NODES  the nodes labelled items.front=true and put behind the balancer ("all", or e.g. "1 2")
   BALANCER_PORT, BALANCER_TLS_PORT   the balancer on 127.0.0.1 (18720, 18721)
   HTTP_PORT, HTTPS_PORT   the fronts' host-mode ports on the nodes, which the balancer passes to,
