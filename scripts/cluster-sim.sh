@@ -718,6 +718,11 @@ EOF
         die "the balancer's configuration is invalid ($BAL_DIR/nginx.conf)"
 }
 
+balancer_ports_free() {
+    port_free "$BALANCER_PORT" || die "127.0.0.1:$BALANCER_PORT is taken: set BALANCER_PORT"
+    port_free "$BALANCER_TLS_PORT" || die "127.0.0.1:$BALANCER_TLS_PORT is taken: set BALANCER_TLS_PORT"
+}
+
 balancer_pid() { pid_from_file "$BAL_DIR/nginx.pid" /usr/sbin/nginx; }
 balancer_pids() { pids_running /usr/sbin/nginx " -c $BAL_DIR/nginx.conf"; }
 
@@ -729,8 +734,7 @@ start_balancer() {
         log "balancer reloaded (pid $pid)"
         return 0
     fi
-    port_free "$BALANCER_PORT" || die "127.0.0.1:$BALANCER_PORT is taken: set BALANCER_PORT"
-    port_free "$BALANCER_TLS_PORT" || die "127.0.0.1:$BALANCER_TLS_PORT is taken: set BALANCER_TLS_PORT"
+    balancer_ports_free
     setsid nginx -p "$BAL_DIR/" -c "$BAL_DIR/nginx.conf" -e "$BAL_DIR/error.log" >>"$BAL_DIR/stderr.log" 2>&1 </dev/null 9<&- &
     wait_until 10 "the balancer" balancer_pid || die "the balancer did not start (see $BAL_DIR/error.log)"
 }
@@ -751,8 +755,7 @@ cmd_up() {
     check_settings
     [[ -e $STATE ]] && die "the cluster is up already (scripts/cluster-sim.sh status; down first to change it)"
     # Before anything is made: a taken port would otherwise fail the up at its last step.
-    port_free "$BALANCER_PORT" || die "127.0.0.1:$BALANCER_PORT is taken: set BALANCER_PORT"
-    port_free "$BALANCER_TLS_PORT" || die "127.0.0.1:$BALANCER_TLS_PORT is taken: set BALANCER_TLS_PORT"
+    balancer_ports_free
     ensure_tools
     # What exists before we start, so that down removes only what we made.
     for d in /run/netns /run/containerd /run/containerd/s /run/docker /run/docker/libnetwork; do

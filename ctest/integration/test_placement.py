@@ -11,13 +11,12 @@ import unittest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# `docker node ls -q`, `docker node inspect -f <labels template> ID...` (one label a line, as the
-# template prints them), `docker node ls --format '{{.Availability}}'`.
+# `docker node ls --format '{{.ID}} {{.Availability}}'` and `docker node inspect -f <labels
+# template> ID...` (one label a line, as the template prints them).
 FAKE_DOCKER = """#!/bin/sh
 case "$*" in
-    "node ls -q") cat "$FAKE/ids" ;;
+    "node ls --format {{.ID}} {{.Availability}}") cat "$FAKE/nodes" ;;
     "node inspect -f "*) cat "$FAKE/labels" ;;
-    "node ls --format {{.Availability}}") cat "$FAKE/availability" ;;
     *) echo "fake docker: unexpected: $*" >&2; exit 1 ;;
 esac
 """
@@ -41,8 +40,7 @@ class Placement(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def place(self, labels, availability, **env):
-        for name, lines in (("ids", [f"id{i}" for i in range(len(availability))]), ("labels", labels),
-                            ("availability", availability)):
+        for name, lines in (("nodes", [f"id{i} {a}" for i, a in enumerate(availability)]), ("labels", labels)):
             with open(os.path.join(self.tmp, name), "w", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in lines))
         base = {k: v for k, v in os.environ.items()

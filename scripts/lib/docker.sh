@@ -370,13 +370,15 @@ dk_kernel_has_esp() {
 #                       the engine runs on this kernel, as the simulated cluster's all do), and
 #                       this kernel without ESP, whose tasks then could not talk to other nodes'
 dk_swarm_placement() {
-    local labels active replicas encryption chose=()
-    # shellcheck disable=SC2016 # a Go template
+    local nodes labels active replicas encryption chose=()
+    # One listing of the nodes: "ID availability" a line (none outside a swarm: one node then).
+    nodes=$(docker node ls --format '{{.ID}} {{.Availability}}' 2>/dev/null) || nodes=
+    active=$(grep -c ' Active$' <<<"$nodes") || active=1
     # Every label of every node, one a line (not one line a node: a label first on its line would
     # have no space before it).
-    labels=$(docker node ls -q 2>/dev/null |
+    # shellcheck disable=SC2016 # a Go template
+    labels=$(awk '{ print $1 }' <<<"$nodes" |
         xargs -r docker node inspect -f '{{range $k, $v := .Spec.Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' 2>/dev/null) || labels=
-    active=$(docker node ls --format '{{.Availability}}' 2>/dev/null | grep -c '^Active$') || active=1
     if [[ -z $(dk_setting DB_PLACEMENT) ]]; then
         if grep -qx 'items.db=true' <<<"$labels"; then
             export DB_PLACEMENT='node.labels.items.db == true'
