@@ -155,10 +155,6 @@ def replica_requests():
     return counts
 
 
-def wait_for(predicate, timeout, interval=0.5):
-    return checks.wait_for(predicate, timeout, interval)
-
-
 # --- the checks ----------------------------------------------------------------------------------
 
 
@@ -381,7 +377,7 @@ def check_worker_node_lost():
                 now = running_nodes("api")
                 return sum(now.values()) == REPLICAS and victim not in now
 
-            ok = wait_for(rescheduled, 90)
+            ok = checks.wait_for(rescheduled, 90, 0.5)
             result["reschedule"] = time.monotonic() - t0
             time.sleep(3)
         figure(f"worker node{victim} lost ({lost_tasks} api task(s) on it): reported down {killed:.1f} s after "
@@ -401,7 +397,7 @@ def check_worker_node_lost():
     def revived():
         t0 = time.monotonic()
         sim("revive-node", str(victim), timeout=180)
-        ok = wait_for(lambda: running_nodes("front").get(victim) == 1, 90)
+        ok = checks.wait_for(lambda: running_nodes("front").get(victim) == 1, 90, 0.5)
         figure(f"node{victim} revived: Ready and its front running again {time.monotonic() - t0:.1f} s after boot")
         assert ok, running_nodes("front")
         out = ndocker(1, "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}").stdout

@@ -91,7 +91,6 @@ def cid(service):
     return compose("ps", "-q", service)[1].split()
 
 
-
 # --- Prometheus and the receiver -----------------------------------------------------------------
 
 def prom(path, **params):
