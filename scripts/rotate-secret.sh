@@ -191,16 +191,20 @@ ready() {
         docker exec "$c" items-healthcheck --ready >/dev/null 2>&1 || return 1
     done
 }
+# The rotation undone: the new api containers removed, with (API_TRANSPORT=unix) the backup socket
+# that nothing answers on any more, the old secret back; exits 1.
+abandon_new_api() {
+    ((${#new_api[@]})) && docker rm -f "${new_api[@]}" >/dev/null
+    docker exec "${old_api[0]}" rm -f /run/items-api/fcgi-next.sock 2>/dev/null || true
+    restore_old
+    exit 1
+}
 deadline=$((SECONDS + timeout))
 until ((${#new_api[@]} == n)) && ready; do
     if ((SECONDS >= deadline)); then
         log "the new api containers are not ready after $timeout s: removing them, putting the old $name back"
         for c in "${new_api[@]}"; do docker logs --tail 20 "$c" >&2 || true; done
-        ((${#new_api[@]})) && docker rm -f "${new_api[@]}" >/dev/null
-        # API_TRANSPORT=unix: a removed api's backup socket, which nothing answers on any more.
-        docker exec "${old_api[0]}" rm -f /run/items-api/fcgi-next.sock 2>/dev/null || true
-        restore_old
-        exit 1
+        abandon_new_api
     fi
     sleep 1
 done
@@ -210,10 +214,7 @@ log "${#new_api[@]} new api container(s) serve with the new $name"
 if [[ $(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "${new_api[0]}" | sed -n 's/^API_TRANSPORT=//p') == unix ]]; then
     if ! docker exec "${new_api[0]}" items-pool --take-over; then
         log "the new api could not take over /run/items-api/fcgi.sock: removing it, putting the old $name back"
-        docker rm -f "${new_api[@]}" >/dev/null
-        docker exec "${old_api[0]}" rm -f /run/items-api/fcgi-next.sock 2>/dev/null || true
-        restore_old
-        exit 1
+        abandon_new_api
     fi
     log "the new api serves on /run/items-api/fcgi.sock"
 fi
