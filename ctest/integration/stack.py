@@ -38,6 +38,10 @@ START_TIMEOUT = 90.0    # seconds for `run-local.sh --detach`
 STOP_TIMEOUT = 60.0     # seconds for `run-local.sh --stop`
 DB_TIMEOUT = 60.0       # seconds for `run-local.sh --db stop|start`
 REQUEST_TIMEOUT = 10.0  # seconds for one HTTP exchange
+# A worker run alone (no run-local.sh stack): the sanitizers' build under
+# scripts/test.sh, else the developer's.
+WORKER_BINARY = os.environ.get("ITEMS_FCGI") or os.path.join(
+    REPO_ROOT, "build", "fcgi-app", "items-fcgi")
 LOG_TAIL_LINES = 40
 
 # Variables of the caller's environment that must not leak into a stack.
@@ -137,6 +141,24 @@ def wait_until(predicate, timeout, interval=0.05):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def require_worker_binary():
+    """WORKER_BINARY, or a RuntimeError that says how to get one."""
+    if not os.access(WORKER_BINARY, os.X_OK):
+        raise RuntimeError("no worker binary at %s: build it (meson compile "
+                           "-C build) or set ITEMS_FCGI" % WORKER_BINARY)
+    return WORKER_BINARY
+
+
+def lone_worker_env(settings):
+    """The environment of a worker run alone: the sanitizers' options from
+    this one, and the given settings. Fails unless WORKER_BINARY exists."""
+    require_worker_binary()
+    env = {k: v for k, v in os.environ.items()
+           if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+    env.update(settings)
+    return env
 
 
 class Stack:

@@ -23,16 +23,12 @@ TOKEN = "checkout-0700-token"
 # What run-local.sh reads from its checkout.
 TREES = ("scripts", "fcgi-app", "nginx", "mysql")
 SEED_NAME = "Coupe du Monde 1998"
-BINARY = os.environ.get("ITEMS_FCGI") or os.path.join(
-    REPO_ROOT, "build", "fcgi-app", "items-fcgi")
 
 
 def make_private_checkout():
     """A 0700 directory holding the working tree's copy of TREES and of the
     worker binary; returns (directory, checkout root, binary path)."""
-    if not os.access(BINARY, os.X_OK):
-        raise RuntimeError("no worker binary at %s: build it (meson compile "
-                           "-C build) or set ITEMS_FCGI" % BINARY)
+    built = harness.require_worker_binary()
     private = tempfile.mkdtemp(prefix="items-it-0700-")
     os.chmod(private, 0o700)
     root = os.path.join(private, "checkout")
@@ -43,7 +39,7 @@ def make_private_checkout():
                         os.path.join(root, tree), symlinks=True)
     binary = os.path.join(root, "bin", "items-fcgi")
     os.mkdir(os.path.dirname(binary))
-    shutil.copy2(BINARY, binary)
+    shutil.copy2(built, binary)
     return private, root, binary
 
 

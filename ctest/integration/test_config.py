@@ -9,18 +9,13 @@ import subprocess
 import tempfile
 import unittest
 
-from stack import REPO_ROOT
-
-BINARY = os.environ.get("ITEMS_FCGI") or os.path.join(
-    REPO_ROOT, "build", "fcgi-app", "items-fcgi")
+import stack as harness
 
 
 class ConfigTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(BINARY, os.X_OK):
-            raise RuntimeError("no worker binary at %s: build it (meson "
-                               "compile -C build) or set ITEMS_FCGI" % BINARY)
+        cls.binary = harness.require_worker_binary()
         cls.tmp = tempfile.TemporaryDirectory(prefix="items-it-config-")
         cls.secret = os.path.join(cls.tmp.name, "secret")
         with open(cls.secret, "w") as f:
@@ -39,7 +34,7 @@ class ConfigTest(unittest.TestCase):
                 "API_TOKEN_FILE": self.secret}
 
     def check(self, env):
-        return subprocess.run([BINARY, "--check-config"], env=env,
+        return subprocess.run([self.binary, "--check-config"], env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=10,
                               check=False)

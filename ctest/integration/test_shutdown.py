@@ -182,10 +182,6 @@ class ShutdownTest(harness.StackTestCase):
         self.assertEqual(r.status, 200)
 
 
-BINARY = os.environ.get("ITEMS_FCGI") or os.path.join(
-    harness.REPO_ROOT, "build", "fcgi-app", "items-fcgi")
-
-
 class RepeatedStopSignalTest(unittest.TestCase):
     """Stop signals in quick succession to an idle worker: it closes its
     listening socket once (by a second close, descriptor 0 could belong to
@@ -200,9 +196,6 @@ class RepeatedStopSignalTest(unittest.TestCase):
     )
 
     def setUp(self):
-        if not os.access(BINARY, os.X_OK):
-            raise RuntimeError("no worker binary at %s: build it (meson "
-                               "compile -C build) or set ITEMS_FCGI" % BINARY)
         tmp = tempfile.TemporaryDirectory(prefix="items-it-signals-")
         self.addCleanup(tmp.cleanup)
         self.tmp = tmp.name
@@ -213,10 +206,7 @@ class RepeatedStopSignalTest(unittest.TestCase):
         worker runs under strace, which writes its close() calls there (the
         process is then strace, whose exit status is the worker's)."""
         log_path = os.path.join(self.tmp, name + ".log")
-        env = {k: v for k, v in os.environ.items()
-               if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS",
-                        "LSAN_OPTIONS")}
-        env.update({
+        env = harness.lone_worker_env({
             "DB_HOST": "127.0.0.1", "DB_PORT": "9", "MYSQL_DATABASE": "items",
             "MYSQL_USER": "items", "MYSQL_PASSWORD": "unused",
             "METRICS_FILE": os.path.join(self.tmp, name + ".metrics"),
@@ -224,10 +214,10 @@ class RepeatedStopSignalTest(unittest.TestCase):
         with socket.socket() as listener, open(log_path, "wb") as log:
             listener.bind(("127.0.0.1", 0))
             listener.listen(8)
-            argv = [BINARY]
+            argv = [harness.WORKER_BINARY]
             if trace is not None:
                 argv = ["strace", "-qq", "-o", trace, "-e", "trace=close",
-                        BINARY]
+                        harness.WORKER_BINARY]
                 # LeakSanitizer cannot run under ptrace (an ASan build).
                 env["ASAN_OPTIONS"] = ":".join(
                     o for o in (env.get("ASAN_OPTIONS"), "detect_leaks=0")

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <mysql.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,7 +18,8 @@
 #include "log.h"
 
 /*
- * Time bounds. Connecting (resolving aside: getaddrinfo cannot be cut short),
+ * Time bounds. Connecting (resolving aside: getaddrinfo cannot be cut short;
+ * one call per connect, see db_resolve()),
  * the handshake, the init command and the prepares share one deadline,
  * driven through Connector/C's non-blocking calls; the probing worker's
  * lease on the pool-wide gate (db_gate.h) outlasts it, so only one worker
@@ -386,9 +388,9 @@ db_connect_timed_out(struct db *db)
 	return DB_UNAVAILABLE;
 }
 
-/* Resolve, connect, handshake and init command, by deadline_ms. */
+/* Connect to host (numeric, or "localhost": the socket), handshake and init command, by deadline_ms. */
 static enum db_status
-db_open(struct db *db, int64_t deadline_ms)
+db_open_at(struct db *db, const char *host, int64_t deadline_ms)
 {
 	const struct config *c = db->config;
 	unsigned int connect_timeout = DB_CONNECT_DEADLINE_MS / 1000 + 1;
@@ -414,8 +416,7 @@ db_open(struct db *db, int64_t deadline_ms)
 	/* created_at travels as UTC whatever the server's zone. */
 	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, SESSION_INIT);
 	/* CLIENT_FOUND_ROWS: an UPDATE that changes nothing still counts its row. */
-	status = mysql_real_connect_start(&ret, db->conn, c->db_host,
-	    c->db_user, c->db_password, c->db_name, c->db_port, NULL,
+	status = mysql_real_connect_start(&ret, db->conn, host, c->db_user, c->db_password, c->db_name, c->db_port, NULL,
 	    CLIENT_FOUND_ROWS);
 	while (status != 0) {
 		status = db_wait(db->conn, status, deadline_ms);
@@ -439,6 +440,72 @@ db_open(struct db *db, int64_t deadline_ms)
 		return DB_ERROR;
 	}
 	return DB_OK;
+}
+
+/*
+ * The database's addresses, asked once. Connector/C asks again for as long
+ * as the answer is "try again" and its connect timeout (whole seconds, read
+ * from time()) has not passed: up to three resolver timeouts per connect,
+ * 3 s with RES_OPTIONS=timeout:1 (compose.yaml), while the name is gone
+ * from Docker's DNS (the db stopped), which held a worker past the probe
+ * lease. Handing it numeric addresses leaves one resolver call per connect.
+ */
+static enum db_status
+db_resolve(struct db *db, struct addrinfo **addrs)
+{
+	const struct config *c = db->config;
+	struct addrinfo hints;
+	char message[256];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	rc = getaddrinfo(c->db_host, NULL, &hints, addrs);
+	if (rc == 0)
+		return DB_OK;
+	*addrs = NULL;
+	metrics_record_db_error(db->metrics);
+	if (rc == EAI_MEMORY) {
+		log_warnx("database: getaddrinfo failed (out of memory)");
+		return DB_ERROR;
+	}
+	/* A name that is not (or no longer) known is an outage: the db's
+	 * container stopped, or not started yet. Worded as Connector/C's. */
+	snprintf(message, sizeof(message), "Unknown server host '%s' (%s)",
+	    c->db_host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+	db_mark_down(db, "unreachable", CR_UNKNOWN_HOST, message);
+	return DB_UNAVAILABLE;
+}
+
+/* Resolve, then try each address in turn, all by deadline_ms. */
+static enum db_status
+db_open(struct db *db, int64_t deadline_ms)
+{
+	const struct config *c = db->config;
+	char host[NI_MAXHOST];
+	struct addrinfo *addrs, *ai;
+	enum db_status status;
+
+	/* "localhost" means the server's socket to Connector/C: no lookup. */
+	if (strcmp(c->db_host, "localhost") == 0)
+		return db_open_at(db, c->db_host, deadline_ms);
+	status = db_resolve(db, &addrs);
+	if (status != DB_OK)
+		return status;
+	status = DB_UNAVAILABLE;
+	for (ai = addrs; ai != NULL; ai = ai->ai_next) {
+		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host),
+		    NULL, 0, NI_NUMERICHOST) != 0)
+			continue;
+		db_disconnect(db);
+		status = db_open_at(db, host, deadline_ms);
+		if (status != DB_UNAVAILABLE || now_ms() >= deadline_ms)
+			break;
+	}
+	freeaddrinfo(addrs);
+	return status;
 }
 
 static void
