@@ -23,6 +23,8 @@ Simulates a Docker Swarm of NODES machines on this host (as root, Debian 12), so
                  the others workers), labels the nodes, loads the base image into the manager,
                  starts the balancer; prints what to export.
                  A failed up tears down what it made (KEEP_FAILED=1 keeps it, to look at).
+                 What a cluster left when nothing of it runs any more (its session ended, or a
+                 boot kept /run) is removed first; a cluster with a live process stops up.
   down           stops everything up started (by PID: engines, containerd, shims, containers,
                  registry, dnsmasq, balancer), unmounts what they left under the data roots, removes the
                  namespaces, veths, bridge, the iptables rules, data roots and run directories.
@@ -30,7 +32,8 @@ Simulates a Docker Swarm of NODES machines on this host (as root, Debian 12), so
   status         the manager's DOCKER_HOST, each node's address, engine and swarm state (role,
                  status, availability, labels), the registry, the mirror and the balancer, whether
                  they answer.
-                 Exit 0 when everything runs, 1 when something does not, 3 when the cluster is down.
+                 Exit 0 when everything runs, 1 when something does not, 3 when the cluster is down
+                 (also when its files are left but nothing of it runs).
   kill-node N    a lost machine: its network cut first (as with a power loss, its peers get no
                  reset, only silence), then SIGKILL to every process of node N at once (dockerd,
                  containerd, shims, docker-proxy, containers: its namespace and cgroups), then what
@@ -96,6 +99,16 @@ REG_DIR=$CL_LIB/registry
 LOG_DIR=$CL_LIB/logs
 
 # ---- helpers --------------------------------------------------------------------------------------
+
+# The cluster of the state loaded has no process left: no node process, registry, name server or
+# balancer (an ended session or a boot that kept /run). Only then may up clean up after it.
+nothing_runs() {
+    local n
+    for n in $(seq 1 "$CL_MAX_NODES"); do
+        [[ -z $(node_pids "$n") ]] || return 1
+    done
+    [[ -z $(registry_pids)$(mirror_dns_pids)$(balancer_pids) ]]
+}
 
 need_root() { ((EUID == 0)) || die "cluster-sim.sh needs root (namespaces, bridge, iptables, dockerd)"; }
 
@@ -753,7 +766,13 @@ cmd_up() {
     local t0 t_engines t_swarm n d img created=()
     t0=$(now_ms)
     check_settings
-    [[ -e $STATE ]] && die "the cluster is up already (scripts/cluster-sim.sh status; down first to change it)"
+    if [[ -e $STATE ]]; then
+        # A subshell: the state's settings must not replace the ones this up was given.
+        (load_state && nothing_runs) ||
+            die "the cluster is up already (scripts/cluster-sim.sh status; down first to change it)"
+        log "a cluster left by an ended session or boot, nothing of it running: removing what is left first"
+        (cmd_down) || die "what is left of the earlier cluster could not be removed (above)"
+    fi
     # Before anything is made: a taken port would otherwise fail the up at its last step.
     balancer_ports_free
     ensure_tools
@@ -891,6 +910,11 @@ cmd_status() {
     if ! load_state; then
         echo "cluster: down (no $STATE)"
         [[ -n $(cl_nodes_up) ]] && echo "  but namespaces are left: $(cl_nodes_up | tr '\n' ' ') (scripts/cluster-sim.sh down)"
+        return 3
+    fi
+    if nothing_runs; then
+        echo "cluster: down (left by an ended session or boot: nothing of it runs; scripts/cluster-sim.sh down"
+        echo "  removes what is left, up does so first)"
         return 3
     fi
     mgr=$(live_manager) || mgr=
