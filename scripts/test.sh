@@ -494,6 +494,21 @@ start_lane() {
   LANE_PID=$!
 }
 
+# The first failure lines of each suite that failed, from its log: the summary is
+# what a CI page shows of a long run, and the counts alone do not say what broke.
+print_failures() {
+  local line suite log
+  for line in "${SUMMARY[@]}"; do
+    [[ $line =~ \ [1-9][0-9]*\ failed ]] || continue
+    suite=${line%% *}
+    log=$LOG_DIR/$suite.log
+    [[ -f $log ]] || continue
+    grep -E '^(FAIL|ERROR)[: -]|^not ok |^==== .*, [1-9][0-9]* failed' "$log" | head -n 5 | cut -c 1-300 |
+      sed "s/^/  $suite: /" || true
+  done
+  return 0
+}
+
 # The body of start_lane's background process.
 run_lane() {
   local name=$1 nice=$2 s
@@ -610,6 +625,7 @@ main() {
   fi
   printf '\n=== summary (%ds, logs in %s) ===\n' "$((SECONDS - started))" "$LOG_DIR"
   printf '%s\n' "${SUMMARY[@]}"
+  print_failures
   local joined
   joined=$(IFS=,; echo "${TIMES[*]}")
   printf 'time per suite: %s\n' "${joined//,/, }"

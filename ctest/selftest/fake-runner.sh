@@ -19,6 +19,12 @@ case ${1:-} in
     echo "==== test_b.py: 5 passed, 0 failed, 0 skipped (1 s, exit 0)"
     kill -KILL $$
     ;;
+  fail-check) # a check runner's lines (ctest/lib/checks.py): one passed, one failed
+    echo "ok - the first check"
+    echo "FAIL - the second check: why it failed"
+    echo "1 passed, 1 failed"
+    exit 1
+    ;;
   no-test) echo "0 passed, 0 failed" ;;
   no-count) echo "the runner's work, and no line of counts" ;;
   skip) # as scripts/lib/docker.sh's dk_engine_or_skip does

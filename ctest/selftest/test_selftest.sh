@@ -152,6 +152,22 @@ check_lanes() {
   check "... and the summary says so" 1 "$(grep -c '^lane-test  *0 passed, 1 failed, 0 skipped -- the background lane left no counts' <<<"$r")"
 }
 
+# The summary's lines on what failed (print_failures): a failed suite's FAIL lines, nothing of
+# a passed one.
+check_failure_lines() {
+  local r
+  # shellcheck disable=SC2016 # expanded by that bash
+  r=$(env -u CI TEST_BUILD_ROOT="$TMP/failures" bash -c '
+    source "$1"
+    mkdir -p "$LOG_DIR"
+    run_counted fakec bash "$2" fail-check >/dev/null 2>&1
+    run_counted faked bash "$2" pass >/dev/null 2>&1
+    print_failures
+  ' failures "$ROOT/scripts/test.sh" "$HERE/fake-runner.sh" 2>&1) || r="test.sh itself failed (exit $?): $r"
+  check "the summary names a failed suite's failed checks, and nothing of a passed suite" \
+    "  fakec: FAIL - the second check: why it failed" "$r"
+}
+
 # scripts/test.sh compose on this machine without its Docker engine.
 # usage: run_compose_without_engine CI_VALUE OUTPUT (prints test.sh's exit status)
 run_compose_without_engine() {
@@ -191,6 +207,7 @@ check_fake_runners
 check_node_counts
 check_run_py
 check_lanes
+check_failure_lines
 check_compose_without_engine
 echo "$CHECKS_PASSED passed, $CHECKS_FAILED failed"
 ((CHECKS_FAILED == 0))
