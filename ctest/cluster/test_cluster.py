@@ -46,10 +46,12 @@ REPLICAS = 3
 LOAD_RATE = 100.0
 LOAD_THREADS = 4
 LOAD_MAX_SECONDS = 150
-# A request may wait out a lost front (the balancer's 15 s read timeout) and then be passed on:
+# A request may wait out a lost front (the balancer's 25 s read timeout) and then be passed on:
 # the client waits longer than that, so that such a request counts as slow, not failed.
 LOAD_CLIENT_TIMEOUT = 40
 SECRETS_DIR = ""
+# What deploy.sh runs from: this checkout, or a clean clone of its HEAD when it has changes.
+CHECKOUT = REPO
 
 
 
@@ -88,7 +90,7 @@ def ndocker(n, *args, timeout=60, check_rc=True):
 def deploy(*args, timeout=900):
     env = base_env()
     env.update(DOCKER_HOST=node_host(1), REGISTRY=REGISTRY)
-    return run([os.path.join(REPO, "scripts", "deploy.sh"), *args], timeout=timeout, env=env)
+    return run([os.path.join(CHECKOUT, "scripts", "deploy.sh"), *args], timeout=timeout, env=env)
 
 
 def service(name):
@@ -323,7 +325,7 @@ def check_isolation(deploy_stderr):
             opts[net] = "encrypted" in (info.get("Options") or {})
         env = base_env()
         env.update(DOCKER_HOST=node_host(1), OVERLAY_ENCRYPTION="on")
-        stack = json.loads(run([os.path.join(REPO, "scripts", "deploy.sh"), "--swarm", "--print-stack"],
+        stack = json.loads(run([os.path.join(CHECKOUT, "scripts", "deploy.sh"), "--swarm", "--print-stack"],
                                env=env).stdout)
         for net in ("edge", "data"):
             assert "encrypted" in (stack["networks"][net].get("driver_opts") or {}), stack["networks"][net]
@@ -539,18 +541,44 @@ def check_down():
           nothing_left)
 
 
+def clean_checkout(work):
+    """This checkout when it has no changes, else a clone of its HEAD in work: deploy.sh pushes
+    images under the commit they were built from and refuses a tree with changes (a CI runner's
+    own files in the checkout would be some). None, with the reason reported, when git fails."""
+    status = run(["git", "status", "--porcelain"], check_rc=False)
+    if status.returncode != 0:
+        report("the checkout's commit is known (git status)", False, status.stderr.strip()[-600:])
+        return None
+    if not status.stdout.strip():
+        return REPO
+    changes = status.stdout.splitlines()
+    clone = os.path.join(work, "checkout")
+    cloned = run(["git", "clone", "--quiet", REPO, clone], check_rc=False)
+    if cloned.returncode != 0:
+        report("a clean clone of the checkout's HEAD", False, cloned.stderr.strip()[-600:])
+        return None
+    log(f"the checkout has {len(changes)} change(s) (git status: {'; '.join(changes[:8])}"
+        f"{'; ...' if len(changes) > 8 else ''}): the stack is deployed from a clean clone of its HEAD, "
+        f"{clone}, so what is tested is the commit, not those changes")
+    return clone
+
+
 def main():
-    global SECRETS_DIR
+    global SECRETS_DIR, CHECKOUT
     keep = checks.keep_requested(__doc__)
-    if sim("status", check_rc=False).returncode != 3:
+    status = sim("status", check_rc=False)
+    if status.returncode != 3:
         report("no simulated cluster is up before the test", False,
-               "one is (scripts/cluster-sim.sh status): the test makes its own; scripts/cluster-sim.sh down first")
+               "one is (scripts/cluster-sim.sh status exit %d: %s): the test makes its own; scripts/cluster-sim.sh "
+               "down first" % (status.returncode, " / ".join(status.stdout.splitlines()[:4])))
         return finish()
-    if run(["git", "status", "--porcelain"]).stdout.strip():
-        report("a clean checkout", False, "deploy.sh pushes images under the commit they were built from and "
-               "refuses a dirty tree: commit first (git status)")
+    work = tempfile.mkdtemp(prefix="items-cluster-test.")
+    SECRETS_DIR = os.path.join(work, "secrets")
+    os.mkdir(SECRETS_DIR, 0o700)
+    CHECKOUT = clean_checkout(work)
+    if CHECKOUT is None:
+        shutil.rmtree(work, ignore_errors=True)
         return finish()
-    SECRETS_DIR = tempfile.mkdtemp(prefix="items-cluster-secrets.")
     started = time.monotonic()
     try:
         if check_cluster_up():
@@ -568,7 +596,7 @@ def main():
             log("--keep: the cluster is left up (scripts/cluster-sim.sh down removes it)")
         else:
             check_down()
-        shutil.rmtree(SECRETS_DIR, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         log(f"cluster test took {time.monotonic() - started:.0f} s")
     return finish()
 

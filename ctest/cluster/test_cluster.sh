@@ -10,23 +10,25 @@ usage() {
 Usage: ctest/cluster/test_cluster.sh [--keep]
 
 Brings up the simulated cluster (scripts/cluster-sim.sh up: 3 nodes, 1 manager, the db label on
-node1, a front label on every node, the registry, the balancer on 127.0.0.1:18720), deploys the
+node2, a front label on every node, the registry, the balancer on 127.0.0.1:18720), deploys the
 stack "items" to it with
     DOCKER_HOST=unix:///run/items-cluster/node1.sock REGISTRY=172.31.210.1:5000 scripts/deploy.sh --swarm
 (the images built on the manager, pushed to the registry, pulled by the nodes; its own secrets in a
 temporary directory), runs the checks and drills, then scripts/cluster-sim.sh down, and checks that
-nothing of the cluster is left. Bounded: about 5 minutes; every load loop stops within 150 s.
+nothing of the cluster is left. Bounded: about 3 minutes, up to 10 when Docker's gossip is slow to
+take the db's node back (docs/scaling.md); every load loop stops within 150 s.
 
   --keep   leave the cluster up at the end, for debugging (scripts/cluster-sim.sh down removes it)
   --help   this text
 
-Needs root (network namespaces, a bridge, iptables, one dockerd per node) and a clean checkout
-(deploy.sh pushes images under the commit they were built from: it refuses a dirty tree). Fails
-when a simulated cluster is up already. The test's own traffic goes to 127.0.0.1 and the
-simulation's addresses (172.31.210.0/24 and the overlays inside the nodes) only; the build on the
-manager fetches Debian packages from this host's Debian mirror, through the simulation's mirror
-proxy (scripts/cluster-sim.sh --help), as any image build here does: without a mirror the deploy,
-and so the suite, fails.
+Needs root (network namespaces, a bridge, iptables, one dockerd per node). deploy.sh pushes images
+under the commit they were built from and refuses a tree with changes: from such a checkout the
+test deploys a clean clone of its HEAD, and says so (the commit is tested, not the changes). Fails
+when a simulated cluster is up already (what one left with nothing running is cleaned up by up).
+The test's own traffic goes to 127.0.0.1 and the simulation's addresses (172.31.210.0/24 and the
+overlays inside the nodes) only; the build on the manager fetches Debian packages from this host's
+Debian mirror, through the simulation's mirror proxy (scripts/cluster-sim.sh --help), as any image
+build here does: without a mirror the deploy, and so the suite, fails.
 USAGE
 }
 
