@@ -206,13 +206,18 @@ log() { printf '[deploy] %s\n' "$*" >&2; }
 
 # ---- Versions: commit tags and the record of what is deployed ------------------------------------
 
+# git in this checkout, also when another user owns it (root deploying a user's clone): git
+# refuses such a repository ("dubious ownership"), which made the build nameless. Whoever runs
+# this script runs that checkout's scripts already; trusting its git configuration adds nothing.
+checkout_git() { git -c safe.directory="$DK_ROOT" -C "$DK_ROOT" "$@"; }
+
 # The tag a build of this checkout gets: HEAD's commit, 12 hex digits, or <commit>-dirty when
 # anything differs from it (untracked files that .gitignore does not exclude included: a COPY can
 # take them into an image). Empty outside a git checkout.
 commit_tag() {
     local head
-    head=$(git -C "$DK_ROOT" rev-parse --verify -q HEAD 2>/dev/null) || return 0
-    if [[ -n $(git -C "$DK_ROOT" status --porcelain 2>/dev/null) ]]; then
+    head=$(checkout_git rev-parse --verify -q HEAD 2>/dev/null) || return 0
+    if [[ -n $(checkout_git status --porcelain 2>/dev/null) ]]; then
         printf '%s-dirty' "${head:0:12}"
     else
         printf '%s' "${head:0:12}"
