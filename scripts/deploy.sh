@@ -124,7 +124,8 @@ COMPOSE_IMPL (docker-compose or docker-compose-plugin: force one compose impleme
 DEPLOY_STATE_DIR (see above), BACKUP_DIR (see scripts/backup.sh).
 Swarm: STACK_NAME (items), API_REPLICAS (3), ENDPOINT_MODE (dnsrr), PUBLISH_MODE (host) and the
 other knobs listed at the top of compose.swarm.yaml; SWARM_ADVERTISE_ADDR (for --init-swarm).
-With REGISTRY set, the stack runs the pushed images REGISTRY/items-<tier>:<git commit>.
+With REGISTRY set, the stack runs the pushed images REGISTRY/items-<tier>:<git commit>; a tier
+whose pushed image has the digest its service runs keeps that service as it is (not restarted).
 --swarm --rollback TAG deploys the stack with IMAGE_TAG=TAG (REGISTRY/items-<tier>:TAG with REGISTRY
 set, which is not checked from here: the nodes pull it), a rolling update like any other.
 Works with `docker compose` (v2) and `docker-compose` (1.29).
@@ -224,6 +225,27 @@ commit_tag() {
     fi
 }
 is_commit_tag() { [[ $1 =~ ^[0-9a-f]{12}(-dirty)?$ ]]; }
+
+# Arguments for stackfile.py, one a line: "--keep-image TIER=REF" for each tier whose service in
+# STACK runs PREFIX-<tier> at the digest that PREFIX-<tier>:TAG has (pushed just now), REF being
+# what it runs. Named by the new commit, an identical image would still be a new spec: Swarm
+# restarted every tier on every deploy, the db (stop-first) answering 503 meanwhile.
+# usage: kept_images STACK PREFIX TAG
+kept_images() {
+    local stack=$1 prefix=$2 tag=$3 tier running digest line
+    for tier in front api db; do
+        # shellcheck disable=SC2016 # a Go template
+        running=$(docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "${stack}_$tier" 2>/dev/null) || continue
+        [[ $running == "$prefix-$tier:"*@sha256:* ]] || continue
+        digest=
+        while read -r line; do
+            [[ $line == "$prefix-$tier@"* ]] && { digest=${line#*@}; break; }
+        done < <(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$prefix-$tier:$tag" 2>/dev/null)
+        [[ -n $digest && $digest == "${running##*@}" ]] || continue
+        log "$tier: the image of $tag is the one it runs (${digest:0:19}...): the service keeps ${running%@*}, its tasks are left alone"
+        printf '%s\n' --keep-image "$tier=$running"
+    done
+}
 
 # The image ID of IMAGE ('' when there is none).
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
@@ -699,11 +721,13 @@ if ((swarm)); then
     stack_file=$(mktemp "${TMPDIR:-/tmp}/items-stack.XXXXXX")
     trap 'rm -f "$stack_file"' EXIT
     deploy_opts=(--prune)
+    keep_images=()
     if [[ -n $registry ]]; then
         # The images just pushed (or the earlier ones rolled back to), by their immutable tag:
         # every node pulls the same ones.
         export IMAGE_PREFIX="${registry%/}/items" IMAGE_TAG="${rollback_tag:-$commit}"
         deploy_opts+=(--with-registry-auth --resolve-image always)
+        mapfile -t keep_images < <(kept_images "$stack" "$IMAGE_PREFIX" "$IMAGE_TAG")
     elif [[ -n $rollback_tag ]]; then
         # The service specs must name another image for Swarm to roll the tasks (the same name
         # moved to other images is no change to it); IMAGE_TAG moves too, for later --no-build.
@@ -716,7 +740,7 @@ if ((swarm)); then
     fi
     # Later CLIs wait for convergence unless told not to; the wait below is ours, bounded.
     docker stack deploy --help 2>/dev/null | grep -q -- '--detach' && deploy_opts+=(--detach=true)
-    dk_stack_file "$stack" >"$stack_file" || dk_die "could not write the stack file"
+    dk_stack_file "$stack" "${keep_images[@]}" >"$stack_file" || dk_die "could not write the stack file"
     # What a stack deploy cannot change in place. A service's mode: a front made replicated before
     # nodes carried the front label (or the other way) is removed first; no front answers until
     # the new ones run. An existing network: it keeps the options it was made with.

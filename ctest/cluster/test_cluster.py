@@ -50,6 +50,7 @@ LOAD_MAX_SECONDS = 150
 # the client waits longer than that, so that such a request counts as slow, not failed.
 LOAD_CLIENT_TIMEOUT = 40
 SECRETS_DIR = ""
+WORK = ""  # the test's temporary directory: secrets, clones
 # What deploy.sh runs from: this checkout, or a clean clone of its HEAD when it has changes.
 CHECKOUT = REPO
 
@@ -69,8 +70,8 @@ def base_env():
     return e
 
 
-def run(args, timeout=120, check_rc=True, env=None):
-    proc = subprocess.run(args, cwd=REPO, env=env or base_env(), capture_output=True, text=True, timeout=timeout)
+def run(args, timeout=120, check_rc=True, env=None, cwd=REPO):
+    proc = subprocess.run(args, cwd=cwd, env=env or base_env(), capture_output=True, text=True, timeout=timeout)
     if check_rc and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}")
     return proc
@@ -87,10 +88,10 @@ def ndocker(n, *args, timeout=60, check_rc=True):
     return run(["docker", "-H", node_host(n), *args], timeout=timeout, check_rc=check_rc)
 
 
-def deploy(*args, timeout=900):
+def deploy(*args, timeout=900, checkout=None):
     env = base_env()
     env.update(DOCKER_HOST=node_host(1), REGISTRY=REGISTRY)
-    return run([os.path.join(CHECKOUT, "scripts", "deploy.sh"), *args], timeout=timeout, env=env)
+    return run([os.path.join(checkout or CHECKOUT, "scripts", "deploy.sh"), *args], timeout=timeout, env=env)
 
 
 def service(name):
@@ -213,7 +214,7 @@ def check_deploy():
     def images_from_registry():
         catalog = json.loads(run(["curl", "-fsS", f"http://{REGISTRY}/v2/_catalog"]).stdout)
         assert {"items-front", "items-api", "items-db"} <= set(catalog["repositories"]), catalog
-        commit = run(["git", "rev-parse", "--short=12", "HEAD"]).stdout.strip()
+        commit = run(["git", "rev-parse", "--short=12", "HEAD"], cwd=CHECKOUT).stdout.strip()
         specs = {}
         for svc in ("front", "api", "db"):
             image = json.loads(ndocker(1, "service", "inspect", service(svc)).stdout)[0]["Spec"]["TaskTemplate"][
@@ -359,6 +360,44 @@ def check_rolling_update():
         assert load.ok > 0 and load.failed == 0, load.summary()
 
     check("a rolling update of the api across the nodes under load fails no request", rolling)
+
+
+def check_page_only_release():
+    """A new commit that changes the page only: deploy.sh builds and pushes the three images, two
+    of them identical to what runs. Those services keep their image and their tasks (the db is not
+    restarted, no 503 for it); the front rolls over to the new page."""
+    def page_only():
+        clone = os.path.join(WORK, "page-change")
+        run(["git", "clone", "--quiet", CHECKOUT, clone])
+        page = os.path.join(clone, "nginx", "html", "index.html")
+        marker = f"cluster test: a page-only release {os.getpid()}"
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        with open(page, "w", encoding="utf-8") as f:
+            f.write(text.replace("</body>", f"<!-- {marker} -->\n</body>", 1))
+        run(["git", "-c", "user.name=cluster test", "-c", "user.email=cluster@test.invalid", "commit", "-qam",
+             "cluster test: a page-only change"], cwd=clone)
+        before = {svc: {t for t, _, _ in tasks(svc)} for svc in ("front", "api", "db")}
+        with Load() as load:
+            t0 = time.monotonic()
+            proc = deploy("--swarm", "--timeout", "300", checkout=clone)
+            took = time.monotonic() - t0
+            time.sleep(3)
+        after = {svc: {t for t, _, _ in tasks(svc)} for svc in ("front", "api", "db")}
+        figure(f"a page-only release (new commit; api and db images identical): deploy {took:.1f} s; "
+               f"load: {load.summary()}")
+        for svc in ("api", "db"):
+            assert f"{svc}: the image of " in proc.stderr, f"deploy.sh did not keep the {svc}'s image: " \
+                f"{proc.stderr[-1500:]}"
+            assert after[svc] == before[svc], f"the {svc}'s tasks changed: {before[svc]} -> {after[svc]}"
+        assert not before["front"] & after["front"], "a front task was not replaced"
+        r = request("GET", "/")
+        assert r.status == 200 and marker in r.body.decode("utf-8", "replace"), \
+            f"GET / through the balancer: {r.status}, without the new page"
+        assert load.ok > 0 and load.failed == 0, load.summary()
+
+    check("a page-only release: the api and db keep their image and their tasks (no restart), the front "
+          "rolls over, no failed request", page_only)
 
 
 def check_worker_node_lost():
@@ -564,7 +603,7 @@ def clean_checkout(work):
 
 
 def main():
-    global SECRETS_DIR, CHECKOUT
+    global SECRETS_DIR, CHECKOUT, WORK
     keep = checks.keep_requested(__doc__)
     status = sim("status", check_rc=False)
     if status.returncode != 3:
@@ -572,12 +611,12 @@ def main():
                "one is (scripts/cluster-sim.sh status exit %d: %s): the test makes its own; scripts/cluster-sim.sh "
                "down first" % (status.returncode, " / ".join(status.stdout.splitlines()[:4])))
         return finish()
-    work = tempfile.mkdtemp(prefix="items-cluster-test.")
-    SECRETS_DIR = os.path.join(work, "secrets")
+    WORK = tempfile.mkdtemp(prefix="items-cluster-test.")
+    SECRETS_DIR = os.path.join(WORK, "secrets")
     os.mkdir(SECRETS_DIR, 0o700)
-    CHECKOUT = clean_checkout(work)
+    CHECKOUT = clean_checkout(WORK)
     if CHECKOUT is None:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(WORK, ignore_errors=True)
         return finish()
     started = time.monotonic()
     try:
@@ -590,13 +629,14 @@ def main():
                 # (the only worker without the db then surely holds one to reschedule).
                 check_worker_node_lost()
                 check_rolling_update()
+                check_page_only_release()
                 check_db_node_lost()
     finally:
         if keep:
             log("--keep: the cluster is left up (scripts/cluster-sim.sh down removes it)")
         else:
             check_down()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(WORK, ignore_errors=True)
         log(f"cluster test took {time.monotonic() - started:.0f} s")
     return finish()
 

@@ -1,9 +1,13 @@
 """scripts/lib/stackfile.py's translations of placement and network options (pure functions: a
 compose configuration in, a stack file out), as compose.swarm.yaml's knobs give them: FRONT_MODE,
-FRONT_PLACEMENT, API_MAX_PER_NODE and OVERLAY_ENCRYPTION (docs/scaling.md "Placement")."""
+FRONT_PLACEMENT, API_MAX_PER_NODE and OVERLAY_ENCRYPTION (docs/scaling.md "Placement"), and the
+image deploy.sh keeps for a tier that did not change (--keep-image)."""
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 import unittest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -77,6 +81,30 @@ class Encryption(unittest.TestCase):
     def test_other_options_kept(self):
         out, _ = convert({}, {"edge": {"driver": "overlay", "driver_opts": {"encrypted": "off", "com.example": "x"}}})
         self.assertEqual(out["networks"]["edge"]["driver_opts"], {"com.example": "x"})
+
+
+class KeepImage(unittest.TestCase):
+    """--keep-image SERVICE=IMAGE (deploy.sh: a tier whose pushed image has the digest it runs)."""
+
+    def run_main(self, *args):
+        cfg = json.dumps({"services": {"db": {"image": "r/items-db:new"}, "api": {"image": "r/items-api:new"}}})
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "lib", "stackfile.py"), *args],
+                              input=cfg, capture_output=True, text=True, timeout=30, check=False)
+        return proc
+
+    def test_kept_image_replaces_compose_one_only(self):
+        proc = self.run_main("--stack", "items", "--keep-image", "db=r/items-db:old@sha256:" + "a" * 64)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        services = json.loads(proc.stdout)["services"]
+        self.assertEqual(services["db"]["image"], "r/items-db:old@sha256:" + "a" * 64)
+        self.assertEqual(services["api"]["image"], "r/items-api:new", "a tier not named keeps compose's image")
+
+    def test_unknown_service_refused(self):
+        for arg in ("nosuch=r/x:1", "db=", "db"):
+            with self.subTest(arg=arg):
+                proc = self.run_main("--keep-image", arg)
+                self.assertNotEqual(proc.returncode, 0)
+                self.assertIn("--keep-image", proc.stderr)
 
 
 if __name__ == "__main__":

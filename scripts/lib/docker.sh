@@ -17,7 +17,7 @@
 #   dk_swarm_placement             exports the placement settings (DB_PLACEMENT, FRONT_MODE, ...) that
 #                                  are unset, from the swarm's node labels and size; says what it chose
 #   dk_front_addrs STACK           the addresses of the nodes that run the stack's front tasks
-#   dk_stack_file STACK            prints the stack file: compose.yaml + compose.swarm.yaml, translated
+#   dk_stack_file STACK [OPT...]   prints the stack file: compose.yaml + compose.swarm.yaml, translated
 #   dk_stack_exists STACK          true when the swarm has services of stack STACK
 #   dk_wait_stack TIMEOUT STACK    waits (bounded, polling) until every service of STACK runs all its
 #                                  replicas, healthy, with no update in progress
@@ -435,19 +435,20 @@ dk_front_addrs() {
     done < <(docker service ps -q --no-trunc --filter desired-state=running "${1}_front" 2>/dev/null) | sort -u
 }
 
-# dk_stack_file STACK: the stack file on stdout: compose merges and interpolates compose.yaml +
+# dk_stack_file STACK [OPT...]: the stack file on stdout: compose merges and interpolates compose.yaml +
 # compose.swarm.yaml (the same variables and .env as the compose deployment), scripts/lib/stackfile.py
 # translates what `docker stack deploy` does not take and names the secrets STACK_<name>-<hash of the
-# file>. DK_STACK_EXPLAIN=1: the translations on stderr.
+# file>; OPTs go to stackfile.py (--keep-image). DK_STACK_EXPLAIN=1: the translations on stderr.
 dk_stack_file() {
     local stack=$1 py format=() explain=()
+    shift
     ((${#COMPOSE[@]})) || dk_detect_compose
     py=$(dk_stack_python)
     [[ ${COMPOSE[*]} == "docker compose" ]] && format=(--format json)
     [[ ${DK_STACK_EXPLAIN:-0} == 1 ]] && explain=(--explain)
     "${COMPOSE[@]}" --project-directory "$DK_ROOT" -f "$COMPOSE_FILE_PATH" -f "$SWARM_FILE_PATH" \
         -p "$COMPOSE_PROJECT" config "${format[@]}" |
-        "$py" "$DK_LIB_DIR/stackfile.py" --stack "$stack" --profiles "${COMPOSE_PROFILES:-}" "${explain[@]}"
+        "$py" "$DK_LIB_DIR/stackfile.py" --stack "$stack" --profiles "${COMPOSE_PROFILES:-}" "${explain[@]}" "$@"
 }
 
 # dk_prune_stack_secrets STACK STACK_FILE: removes the stack's secrets that the stack file no longer

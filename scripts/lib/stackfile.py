@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turn compose's merged configuration of compose.yaml + compose.swarm.yaml into a stack file.
 
-usage: compose config | scripts/lib/stackfile.py [--stack NAME] [--profiles LIST] [--explain] > stack.json
+usage: compose config | scripts/lib/stackfile.py [--stack NAME] [--profiles LIST]
+           [--keep-image SERVICE=IMAGE]... [--explain] > stack.json
 
 Reads the output of `docker-compose -f compose.yaml -f compose.swarm.yaml config` (YAML, compose
 1.29) or `docker compose ... config --format json` (v2) on stdin, writes a stack file for
@@ -50,6 +51,10 @@ Also: numbers that the stack schema wants as strings (cpus) or integers (publish
 SHA-256 of its content>. A Swarm secret cannot change, so a changed file (a rotated API token)
 becomes a new secret, and the services that use it roll over to it like any other update
 (start-first for the api); scripts/deploy.sh removes the versions no service uses any more.
+--keep-image SERVICE=IMAGE: the service runs IMAGE instead of compose's image. scripts/deploy.sh
+passes a service's current image when the one just pushed has the same digest: named by the new
+commit, an identical image would still change the spec, and Swarm would restart the service's
+tasks for nothing (the db, stop-first, answering 503 meanwhile).
 --explain prints what was translated on stderr.
 """
 
@@ -319,6 +324,16 @@ def convert(cfg, notes, stack=None, profiles=()):
     return out
 
 
+def keep_images(services, pairs, notes):
+    """Each SERVICE=IMAGE of pairs: that service's image replaced by IMAGE."""
+    for pair in pairs:
+        name, _, image = pair.partition("=")
+        if name not in services or not image:
+            sys.exit(f"stackfile.py: --keep-image {pair!r}: not SERVICE=IMAGE of a service of the stack")
+        notes.append(f"{name}: keeps {image} (compose's {services[name].get('image')} has its digest)")
+        services[name]["image"] = image
+
+
 def main():
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         print(__doc__)
@@ -337,6 +352,7 @@ def main():
         profiles = [p for p in args[args.index("--profiles") + 1].split(",") if p]
     notes = []
     stack = convert(cfg, notes, stack_name, profiles)
+    keep_images(stack["services"], [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--keep-image"], notes)
     json.dump(stack, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     if "--explain" in sys.argv[1:]:
