@@ -228,7 +228,7 @@ is_commit_tag() { [[ $1 =~ ^[0-9a-f]{12}(-dirty)?$ ]]; }
 
 # Arguments for stackfile.py, one a line: "--keep-image TIER=REF" for each tier whose service in
 # STACK runs PREFIX-<tier> at the digest that PREFIX-<tier>:TAG has (pushed just now), REF being
-# what it runs. Named by the new commit, an identical image would still be a new spec: Swarm
+# the commit tag it runs (an immutable name: deploy.sh pushes no tree with changes). Named by the new commit, an identical image would still be a new spec: Swarm
 # restarted every tier on every deploy, the db (stop-first) answering 503 meanwhile.
 # usage: kept_images STACK PREFIX TAG
 kept_images() {
@@ -243,7 +243,8 @@ kept_images() {
         done < <(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$prefix-$tier:$tag" 2>/dev/null)
         [[ -n $digest && $digest == "${running##*@}" ]] || continue
         log "$tier: the image of $tag is the one it runs (${digest:0:19}...): the service keeps ${running%@*}, its tasks are left alone"
-        printf '%s\n' --keep-image "$tier=$running"
+        # By its tag, as the stack named it: the stack's own label of the image then stays as it is.
+        printf '%s\n' --keep-image "$tier=${running%@*}"
     done
 }
 

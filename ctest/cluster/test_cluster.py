@@ -369,6 +369,9 @@ def check_page_only_release():
     def page_only():
         clone = os.path.join(WORK, "page-change")
         run(["git", "clone", "--quiet", CHECKOUT, clone])
+        # The same settings as the deploy before (deploy.sh would make a .env from .env.example).
+        if os.path.exists(os.path.join(CHECKOUT, ".env")):
+            shutil.copy2(os.path.join(CHECKOUT, ".env"), os.path.join(clone, ".env"))
         page = os.path.join(clone, "nginx", "html", "index.html")
         marker = f"cluster test: a page-only release {os.getpid()}"
         with open(page, encoding="utf-8") as f:
