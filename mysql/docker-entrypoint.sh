@@ -204,10 +204,19 @@ client() { mariadb --protocol=socket --socket="$INIT_SOCKET" --user=mysql --batc
 
 MIGRATIONS_DIR=${MIGRATIONS_DIR:-/usr/share/items/migrations}
 
-# Starts mariadbd without networking on INIT_SOCKET and waits until it answers.
+# Starts mariadbd without networking on INIT_SOCKET and waits until it answers. The first argument
+# is an extra option or '' (--skip-log-bin on a new datadir, which has no log to keep).
+# On an initialised datadir the binary log stays on: after a crash (a node lost, SIGKILL, power),
+# InnoDB may hold transactions that are only prepared, whose commit the binary log records (with
+# the log on, an acknowledged write is durable there, not yet in InnoDB). Crash recovery commits them
+# from the log; without it the server refuses to start ("Found 1 prepared transactions! ...
+# --tc-heuristic-recover"), and the db never came back after its node was lost. The entrypoint's own
+# account statements set sql_log_bin = 0; migrations are logged, as a point-in-time replay needs.
 start_temp_server() {
+    local binlog_opt=$1
+    shift
     log "starting a temporary server (no networking, socket $INIT_SOCKET)"
-    "$@" --skip-networking --socket="$INIT_SOCKET" --skip-log-bin \
+    "$@" --skip-networking --socket="$INIT_SOCKET" ${binlog_opt:+"$binlog_opt"} \
         --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 &
     TEMP_PID=$!
     local deadline=$((SECONDS + ${MARIADB_INIT_TIMEOUT:-120}))
@@ -295,7 +304,7 @@ drop_remote_root() {
     while IFS= read -r h; do
         [[ -n $h ]] || continue
         log "dropping the remote root account root@'$h': root is local only (set MYSQL_ROOT_HOST to have a remote root)"
-        client -e "DROP USER 'root'@$(sql_str "$h")" || die "DROP USER 'root'@'$h' failed"
+        client -e "SET SESSION sql_log_bin = 0; DROP USER 'root'@$(sql_str "$h")" || die "DROP USER 'root'@'$h' failed"
     done <<<"$hosts"
 }
 
@@ -323,7 +332,7 @@ ensure_exporter_account() {
 # the remote root accounts, the monitoring account, then the pending migrations (none, most of the time).
 start_initialised() {
     trap on_signal TERM INT
-    start_temp_server "$@"
+    start_temp_server '' "$@"
     upgrade_if_needed
     drop_remote_root
     ensure_exporter_account
@@ -375,7 +384,7 @@ initialise() {
         die "mariadb-install-db failed"
     }
 
-    start_temp_server "$@"
+    start_temp_server --skip-log-bin "$@"
 
     healthcheck_password=$(random_secret)
     {
