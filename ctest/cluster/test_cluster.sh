@@ -15,7 +15,7 @@ stack "items" to it with
     DOCKER_HOST=unix:///run/items-cluster/node1.sock REGISTRY=172.31.210.1:5000 scripts/deploy.sh --swarm
 (the images built on the manager, pushed to the registry, pulled by the nodes; its own secrets in a
 temporary directory), runs the checks and drills, then scripts/cluster-sim.sh down, and checks that
-nothing of the cluster is left. Bounded: about 3 minutes, up to 10 when Docker's gossip is slow to
+nothing of the cluster is left. Bounded: about 4 minutes, up to 11 when Docker's gossip is slow to
 take the db's node back (docs/scaling.md); every load loop stops within 150 s.
 
   --keep   leave the cluster up at the end, for debugging (scripts/cluster-sim.sh down removes it)
