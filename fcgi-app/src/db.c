@@ -388,7 +388,10 @@ db_connect_timed_out(struct db *db)
 	return DB_UNAVAILABLE;
 }
 
-/* Connect to host (numeric, or "localhost": the socket), handshake and init command, by deadline_ms. */
+/*
+ * Connect to host (an address, or "localhost": the server's socket),
+ * handshake and init command, by deadline_ms.
+ */
 static enum db_status
 db_open_at(struct db *db, const char *host, int64_t deadline_ms)
 {
@@ -416,8 +419,8 @@ db_open_at(struct db *db, const char *host, int64_t deadline_ms)
 	/* created_at travels as UTC whatever the server's zone. */
 	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, SESSION_INIT);
 	/* CLIENT_FOUND_ROWS: an UPDATE that changes nothing still counts its row. */
-	status = mysql_real_connect_start(&ret, db->conn, host, c->db_user, c->db_password, c->db_name, c->db_port, NULL,
-	    CLIENT_FOUND_ROWS);
+	status = mysql_real_connect_start(&ret, db->conn, host, c->db_user,
+	    c->db_password, c->db_name, c->db_port, NULL, CLIENT_FOUND_ROWS);
 	while (status != 0) {
 		status = db_wait(db->conn, status, deadline_ms);
 		if (status == 0)
