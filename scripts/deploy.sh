@@ -228,8 +228,9 @@ is_commit_tag() { [[ $1 =~ ^[0-9a-f]{12}(-dirty)?$ ]]; }
 
 # Arguments for stackfile.py, one a line: "--keep-image TIER=REF" for each tier whose service in
 # STACK runs PREFIX-<tier> at the digest that PREFIX-<tier>:TAG has (pushed just now), REF being
-# the commit tag it runs (an immutable name: deploy.sh pushes no tree with changes). Named by the new commit, an identical image would still be a new spec: Swarm
-# restarted every tier on every deploy, the db (stop-first) answering 503 meanwhile.
+# the commit tag it runs (an immutable name: deploy.sh pushes no tree with changes). Named by the
+# new commit, an identical image would still be a new spec: Swarm restarted every tier on every
+# deploy, the db (stop-first) answering 503 meanwhile.
 # usage: kept_images STACK PREFIX TAG
 kept_images() {
     local stack=$1 prefix=$2 tag=$3 tier running digest line
@@ -586,7 +587,6 @@ tls_trust=(--insecure)
 # a body matching EXPECT; with HTTPS_ONLY=1 plain HTTP must answer 308 instead. To 127.0.0.1, or with
 # SMOKE_ADDR set to that address (a swarm node's), the URLs still naming 127.0.0.1 (the certificate's).
 SMOKE_ADDR=127.0.0.1
-SMOKE_QUIET=0
 smoke() {
     local path=$1 expect=$2 body code via=()
     [[ $SMOKE_ADDR == 127.0.0.1 ]] || via=(--connect-to "127.0.0.1:$https_port:$SMOKE_ADDR:$https_port"
@@ -595,7 +595,7 @@ smoke() {
     code=$(curl -sS -o "$body" -w '%{http_code} HTTP/%{http_version}' --max-time 5 --http2 "${tls_trust[@]}" "${via[@]}" \
         "https://127.0.0.1:$https_port$path" || echo 000)
     if [[ $code != "200 HTTP/2" ]] || ! grep -q -- "$expect" "$body"; then
-        ((SMOKE_QUIET)) || log "smoke test GET https://$SMOKE_ADDR:$https_port$path: $code: $(head -c 300 "$body")"
+        log "smoke test GET https://$SMOKE_ADDR:$https_port$path: $code: $(head -c 300 "$body")"
         rm -f "$body"
         return 1
     fi
@@ -607,7 +607,7 @@ smoke() {
         ok=0
     fi
     if ((!ok)); then
-        ((SMOKE_QUIET)) || log "smoke test GET http://$SMOKE_ADDR:$port$path: HTTP $code (HTTPS_ONLY=$https_only): $(head -c 300 "$body")"
+        log "smoke test GET http://$SMOKE_ADDR:$port$path: HTTP $code (HTTPS_ONLY=$https_only): $(head -c 300 "$body")"
         rm -f "$body"
         return 1
     fi
@@ -788,17 +788,12 @@ if ((swarm)); then
     # unavailable" meanwhile, seen on the simulated cluster). So each smoke test is retried, quietly,
     # for up to 60 s; only the last failure is reported.
     smoke_settled() {
-        local deadline=$((SECONDS + 60))
-        SMOKE_QUIET=1
-        until smoke "$@"; do
-            if ((SECONDS >= deadline)); then
-                SMOKE_QUIET=0
-                smoke "$@"
-                return
-            fi
+        local deadline=$((SECONDS + 60)) said
+        until said=$(smoke "$@" 2>&1); do
+            ((SECONDS < deadline)) || { printf '%s\n' "$said" >&2; return 1; }
             sleep 2
         done
-        SMOKE_QUIET=0
+        printf '%s\n' "$said" >&2
     }
     mapfile -t front_addrs < <(dk_front_addrs "$stack")
     ((${#front_addrs[@]})) || swarm_failed "${stack}_front" "no node runs a front task"
