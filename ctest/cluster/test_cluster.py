@@ -372,12 +372,8 @@ def check_page_only_release():
         # The same settings as the deploy before (deploy.sh would make a .env from .env.example).
         if os.path.exists(os.path.join(CHECKOUT, ".env")):
             shutil.copy2(os.path.join(CHECKOUT, ".env"), os.path.join(clone, ".env"))
-        page = os.path.join(clone, "nginx", "html", "index.html")
         marker = f"cluster test: a page-only release {os.getpid()}"
-        with open(page, encoding="utf-8") as f:
-            text = f.read()
-        with open(page, "w", encoding="utf-8") as f:
-            f.write(text.replace("</body>", f"<!-- {marker} -->\n</body>", 1))
+        checks.mark_page(clone, marker)
         run(["git", "-c", "user.name=cluster test", "-c", "user.email=cluster@test.invalid", "commit", "-qam",
              "cluster test: a page-only change"], cwd=clone)
         before = {svc: {t for t, _, _ in tasks(svc)} for svc in ("front", "api", "db")}

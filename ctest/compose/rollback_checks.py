@@ -228,16 +228,9 @@ def make_clone(c):
     run(c, ["chown", "-R", "65534:65534", c.clone])
 
 
-def edit_index(path, marker):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace("</body>", f"<!-- {marker} -->\n</body>", 1))
-
-
 def check_deploy_b(c, marker):
     make_clone(c)
-    edit_index(os.path.join(c.clone, "nginx", "html", "index.html"), marker)
+    checks.mark_page(c.clone, marker)
     git(c, "commit", "-qam", "rollback check: commit B (a marker in the page)")
     tag_b = commit_tag(c, c.clone)
     c.made_tags.append(tag_b)
@@ -292,7 +285,7 @@ def check_dirty_build(c):
     ids_clean = {tier: image_id(c, tier, clean) for tier in TIERS}
     latest_before = {tier: image_id(c, tier, c.image_tag) for tier in TIERS}
     running_before = running_images(c)
-    edit_index(os.path.join(c.clone, "nginx", "html", "index.html"), "rollback check: uncommitted")
+    checks.mark_page(c.clone, "rollback check: uncommitted")
     dirty = commit_tag(c, c.clone)
     assert dirty == clean + "-dirty", f"expected {clean}-dirty, got {dirty}"
     c.made_tags.append(dirty)

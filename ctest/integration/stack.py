@@ -161,6 +161,18 @@ def lone_worker_env(settings):
     return env
 
 
+def spawn_lone_worker(argv, env, log_path):
+    """argv (the worker, or a wrapper of it) on a fresh listening socket on
+    127.0.0.1, handed to it as its stdin as spawn-fcgi does; its output goes
+    to log_path. Returns (process, the socket's address)."""
+    with socket.socket() as listener, open(log_path, "wb") as log:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        proc = subprocess.Popen(argv, stdin=listener, stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+        return proc, listener.getsockname()
+
+
 class Stack:
     """A whole stack under its own RUN_DIR on free loopback ports.
 

@@ -158,13 +158,8 @@ class DbResolveTest(unittest.TestCase):
             # As compose.yaml sets it for the api.
             "RES_OPTIONS": "timeout:1 attempts:1",
         })
-        with socket.socket() as listener, open(self.log_path, "wb") as log:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(8)
-            self.address = listener.getsockname()
-            worker = subprocess.Popen([harness.WORKER_BINARY], stdin=listener,
-                                      stdout=log, stderr=subprocess.STDOUT,
-                                      env=env)
+        worker, self.address = harness.spawn_lone_worker(
+            [harness.WORKER_BINARY], env, self.log_path)
         self.addCleanup(self.stop, worker)
         self.assertTrue(wait_until(lambda: "worker ready" in self.log(), 10.0),
                         "the worker never became ready:\n" + self.log())

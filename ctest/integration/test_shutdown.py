@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -211,19 +210,14 @@ class RepeatedStopSignalTest(unittest.TestCase):
             "MYSQL_USER": "items", "MYSQL_PASSWORD": "unused",
             "METRICS_FILE": os.path.join(self.tmp, name + ".metrics"),
         })
-        with socket.socket() as listener, open(log_path, "wb") as log:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(8)
-            argv = [harness.WORKER_BINARY]
-            if trace is not None:
-                argv = ["strace", "-qq", "-o", trace, "-e", "trace=close",
-                        harness.WORKER_BINARY]
-                # LeakSanitizer cannot run under ptrace (an ASan build).
-                env["ASAN_OPTIONS"] = ":".join(
-                    o for o in (env.get("ASAN_OPTIONS"), "detect_leaks=0")
-                    if o)
-            proc = subprocess.Popen(argv, stdin=listener, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
+        argv = [harness.WORKER_BINARY]
+        if trace is not None:
+            argv = ["strace", "-qq", "-o", trace, "-e", "trace=close",
+                    harness.WORKER_BINARY]
+            # LeakSanitizer cannot run under ptrace (an ASan build).
+            env["ASAN_OPTIONS"] = ":".join(
+                o for o in (env.get("ASAN_OPTIONS"), "detect_leaks=0") if o)
+        proc, _ = harness.spawn_lone_worker(argv, env, log_path)
         self.addCleanup(self.reap, proc)
         pid = [proc.pid]
 

@@ -62,6 +62,16 @@ def keep_requested(doc):
     return "--keep" in sys.argv[1:]
 
 
+def mark_page(checkout, marker):
+    """Edits the page of a checkout (nginx/html/index.html): an HTML comment holding marker before
+    </body>, so that a deploy of that tree can be told from another by GET /."""
+    path = os.path.join(checkout, "nginx", "html", "index.html")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("</body>", f"<!-- {marker} -->\n</body>", 1))
+
+
 _figures = []
 
 
