@@ -503,7 +503,7 @@ print_failures() {
     suite=${line%% *}
     log=$LOG_DIR/$suite.log
     [[ -f $log ]] || continue
-    grep -E '^(FAIL|ERROR)[: -]|^not ok |^==== .*, [1-9][0-9]* failed' "$log" | head -n 5 | cut -c 1-300 |
+    grep -E '^(FAIL|FAILED|ERROR)[: -]|^not ok |^==== .*, [1-9][0-9]* failed' "$log" | head -n 5 | cut -c 1-300 |
       sed "s/^/  $suite: /" || true
   done
   return 0

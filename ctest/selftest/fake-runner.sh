@@ -19,10 +19,11 @@ case ${1:-} in
     echo "==== test_b.py: 5 passed, 0 failed, 0 skipped (1 s, exit 0)"
     kill -KILL $$
     ;;
-  fail-check) # a check runner's lines (ctest/lib/checks.py): one passed, one failed
+  fail-check) # a check runner's lines (ctest/lib/checks.py, ctest/soak): one passed, two failed
     echo "ok - the first check"
     echo "FAIL - the second check: why it failed"
-    echo "1 passed, 1 failed"
+    echo "FAILED the third check, as the soak runner words it"
+    echo "1 passed, 2 failed"
     exit 1
     ;;
   no-test) echo "0 passed, 0 failed" ;;
