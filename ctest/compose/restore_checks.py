@@ -109,6 +109,11 @@ def cut_in_inserts(text):
     start = text.index("INSERT INTO `items` VALUES")
     end = text.index(";\n", start)
     cut = start + (end - start) // 2
+    # Inside a row, never just after one: "VALUES (...),(...)" with the rest cut off is a valid
+    # statement of fewer rows (the client runs it at the end of its input), which a mid-row cut
+    # is not.
+    if text[cut - 1] == ")":
+        cut -= 1
     return text[:cut] + "\n-- Dump completed on 2026-12-01  0:00:00\n"
 
 
