@@ -117,7 +117,8 @@ check_run_py() {
 }
 
 # A background lane (start_lane, finish_lane) of two fake suites, through test.sh's own functions:
-# prints "PASSED FAILED SKIPPED", then the summary's lines, then the times.
+# prints "PASSED FAILED SKIPPED", then the summary's lines, then the times. Its stderr goes to
+# TMP/lane.err: bash may report the killed lane ("line 12: ... Killed") at any point after it.
 # usage: lane_totals MODE_A MODE_B [kill]   (kill: the lane dies before it writes its state)
 lane_totals() {
   # shellcheck disable=SC2016 # expanded by that bash
@@ -136,7 +137,8 @@ lane_totals() {
     printf "%s %s %s\n" "$PASSED" "$FAILED" "$SKIPPED"
     printf "%s\n" "${SUMMARY[@]}"
     printf "time %s\n" "${TIMES[@]}"
-  ' lane "$ROOT/scripts/test.sh" "$HERE/fake-runner.sh" "$@" 2>&1 || echo "test.sh itself failed (exit $?)"
+  ' lane "$ROOT/scripts/test.sh" "$HERE/fake-runner.sh" "$@" 2>>"$TMP/lane.err" ||
+    echo "test.sh itself failed (exit $?): $(tail -n 5 "$TMP/lane.err")"
 }
 
 check_lanes() {
